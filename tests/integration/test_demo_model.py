@@ -1,0 +1,48 @@
+"""The embedded demo model, built from its package exactly as `make serve` does on a fresh machine."""
+
+import pytest
+
+from medgemma.config import ServiceConfig
+from medgemma.demo import DEMO_NOTICE, build_demo_model
+from medgemma.loader import load_service
+from medgemma.request import GenerationRequest
+from medgemma.weights import WeightsKind, weights_kind
+from tests.support.images import png_bytes
+
+
+@pytest.fixture(scope="module")
+def demo_service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    build_demo_model(root / "demo-gemma3-270m")
+    return load_service(ServiceConfig(weights_root=root, device="cpu"))
+
+
+@pytest.mark.slow
+def test_demo_model_is_marked_and_answers_greedily(demo_service, tmp_path):
+    assert weights_kind(demo_service.weights.path) is WeightsKind.DEMO
+    tokenizer = demo_service.engine.tokenizer
+    # The real Gemma 3 vocabulary and MedGemma's image token id.
+    assert tokenizer.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>", "<image_soft_token>"]) == [
+        105, 106, 262144]
+    request = GenerationRequest(prompt="What is the function of the kidney?", max_new_tokens=16)
+    first = demo_service.answer(request)
+    text = "".join(first)
+    assert "kidney" in text.lower() or "blood" in text.lower()
+    assert DEMO_NOTICE in text
+    assert text == "".join(demo_service.answer(request))  # greedy: the same answer twice
+    assert first.metrics()["model"] == "demo-gemma3-270m"
+
+    image = tmp_path / "slide.png"
+    image.write_bytes(png_bytes((512, 384)))
+    with_image = demo_service.answer(GenerationRequest(prompt="Describe this image for a teaching slide.",
+                                                       image=image, max_new_tokens=4))
+    list(with_image)
+    assert with_image.metrics()["input_token_count"] > 256
+
+
+@pytest.mark.slow
+def test_strict_mode_refuses_the_demo(demo_service):
+    from medgemma.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="demo model"):
+        load_service(ServiceConfig(weights_path=demo_service.weights.path, strict=True))

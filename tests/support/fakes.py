@@ -1,0 +1,32 @@
+"""Fakes that implement our interfaces (not patches of modules)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from medgemma.engine import Generation, GenerationStats
+from medgemma.request import GenerationRequest
+
+
+class FakeEngine:
+    """A TextEngine that replays queued pieces and records every request it got."""
+
+    def __init__(self, pieces: list[str] | None = None, *, fail_after: int | None = None,
+                 error: Exception | None = None):
+        self.pieces = pieces if pieces is not None else ["Hello", " world"]
+        self.fail_after = fail_after
+        self.error = error or RuntimeError("boom")
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation:
+        self.requests.append(request)
+        stats = GenerationStats(input_tokens=7, max_new_tokens=request.max_new_tokens)
+        return Generation(pieces=self._run(stats), stats=stats)
+
+    def _run(self, stats: GenerationStats) -> Iterator[str]:
+        for index, piece in enumerate(self.pieces):
+            if self.fail_after is not None and index == self.fail_after:
+                raise self.error
+            stats.output_tokens += 1
+            yield piece
