@@ -126,9 +126,16 @@ _RELATIVES = _any(
     "sohn", "tochter", "kind", "mutter", "vater", "frau", "mann", "bruder", "schwester", "oma", "opa",
     "freund(?:in)?", "enkel",
 )
-_POSSESSIVE = _any("my", "our", "mi", "mis", "nuestr[oa]s?", "meu", "minha", "meus", "minhas", "nosso", "nossa",
+_POSSESSIVE = _any("my", "our", "his", "her", "their", "mi", "mis", "nuestr[oa]s?", "meu", "minha", "meus", "minhas", "nosso", "nossa",
                    "mon", "ma", "mes", "notre", "nos", "mein", "meine", "meinem", "meinen", "meiner", "unser",
                    "unsere", "unserem", "unseren")
+
+_DX_WORDS = _any(
+    "cancer", "cancerous", "malignant", "benign", "melanoma", "tumou?r", "infected", "infection", "broken",
+    "fractured?", "normal", "serious", "pneumonia", "measles", "covid", "strep", "appendicitis", "angina",
+    "a heart attack", "a stroke", "sepsis", "diabetes", "shingles", "lyme", "herpes", "skin cancer",
+    "neumonia", "maligno", "gebrochen", "bosartig", "krebs", "entzundet", "appendicite", "grave", "dangerous",
+)
 
 _PATTERNS: dict[str, str] = {
     # The asker as the patient.
@@ -139,8 +146,11 @@ _PATTERNS: dict[str, str] = {
         r"\bmy (?:own )?(?:\w+ ){0,2}(?:results?|labs?|scan|x-?ray|mri|ct|ultrasound|biopsy|ecg|ekg|blood|"
         r"tests?|symptoms?|pain|rash|mole|lump|skin|head|chest|stomach|back|heart|leg|arm|eye|throat|"
         r"fever|cough|dose|doses|medication|meds|pills?|prescription|diagnosis|levels?|pressure|sugar|"
-        r"wound|cut|burn|swelling|period|pregnancy|baby)\b",
+        r"wound|cut|burn|swelling|period|pregnancy|baby|mammogram|report|images?|photos?|pictures?|slides?|"
+        r"psa|count|stool|urine|breast|ear|nose|mouth|tooth|teeth|foot|feet|knee|hip|hand|neck|face|toe|"
+        r"wrist|ankle|shoulder|kidney|liver|lungs?|bp|readings?|insulin|inhaler|ecg|ekg)\b",
         r"\b(?:should|can|could|do|must|shall|may) i\b",
+        r"\b(?:i|we) (?:should|need|see|go|call|wait)\b",
         r"\b(?:am i|do i|have i|is it safe for me|for me|me to)\b",
         r"\b(?:tengo|estoy|me duele|me siento|debo|puedo|tomo|mi (?:\w+ )?(?:dolor|resultado|analisis|"
         r"radiografia|lunar|presion|dosis|medicamento|sintoma))",
@@ -171,7 +181,7 @@ _PATTERNS: dict[str, str] = {
                   r"acaba de|vient d'|hat gerade|acabou de)\b",
     # Decisions asked for.
     "dosing": _any(
-        r"\b(?:how much|how many|what dose|which dose|what dosage|how often|how many mg|how many pills|"
+        r"\b(?:how much|how many|what dose|which dose|what dosage|how often|how many mg|how many pills|amount of|"
         r"how many tablets|what amount|dose of|dosage of|double (?:my|the|his|her) dose|"
         r"(?:increase|decrease|lower|raise|skip|adjust|up|change|split|cut) (?:my|his|her|their|the) "
         r"(?:\w+ )?(?:dose|dosage|insulin|medication|meds))\b",
@@ -181,25 +191,35 @@ _PATTERNS: dict[str, str] = {
         r"prednisone|potassium|epinephrine|naloxone|nitroglycerin|medicine|medication|meds)\b",
         r"\b(?:can|could|should|is it ok(?:ay)?|is it safe)\b.{0,30}\b(?:take|mix|combine|drink)\b.{0,40}"
         r"\b(?:with|and|on|while|after)\b",
-        r"\b(?:que dosis|cuanto|cuantas|cuantos|dosis de|darle|tomar|qual (?:a )?dose|quanto|quantas|quantos|"
-        r"dar a|quelle dose|quelle posologie|combien de|donner a|lui donner|prendre|welche dosis|wie viel|"
-        r"wie viele|geben|einnehmen|dosis)\b",
+        r"\b(?:que dosis|cuanto|cuanta|cuantas|cuantos|dosis de|darle|tomar|qual (?:a )?dose|quanto|quanta|"
+        r"quantas|quantos|dar a|quelle dose|quelle posologie|combien d|donner a|lui donner|prendre|doubler|"
+        r"welche dosis|wie viel|wie viele|geben|einnehmen|dosis)\b",
+        r"\b(?:dose|dosage|dosing|mg|mcg|units|infusion|drip|rate)\b.{0,40}\b(?:for|to|should|run)\b",
+        # An explicit quantity about someone is a dosing question.
+        r"\b\d+(?:[.,]\d+)? ?(?:mg|mcg|ug|ml|g|iu|units?|tablets?|pills?|puffs?)\b",
     ),
     "treatment": _any(
         r"\b(?:should|can|must|do|could) (?:i|we|he|she|they|my \w+)\b.{0,30}\b(?:take|stop|start|get|have|"
-        r"use|try|switch|continue|remove|removed|treat|operate|surgery|cut|drain|pop|apply|go on|come off)\b",
+        r"use|try|switch|continue|remove|removed|treat|operate|surgery|cut|drain|pop|apply|go on|come off|"
+        r"be on|be given|be treated)\b",
         r"\b(?:how (?:do|should|can) (?:i|we) (?:treat|cure|get rid of|fix|heal|manage))\b",
-        r"\b(?:what (?:should|can|do) (?:i|we|he|she) (?:take|do|use|give|apply))\b",
+        r"\b(?:what (?:\w+ ){0,2}(?:should|can|do) (?:i|we|he|she) (?:take|do|use|give|apply|add|prescribe|start|try|put))\b",
+        r"\b(?:i|we) should (?:take|stop|start|switch|continue|get|have|use|try|go on|come off)\b",
+        r"\b(?:stitch|bandage|splint|pop|lance)\b",
+        r"\b(?:excise|resect|biopsy|admit|discharge|refer|operate)\b.{0,20}\bor\b|\b(?:your call|your "
+        r"recommendation|what would you do|what should (?:i|we) add)\b",
         r"\b(?:what treatment|which treatment|best treatment for (?:my|his|her|this)|treatment plan for|"
         r"what medication|which medication|what antibiotic|which antibiotic|prescribe|get it removed|"
         r"have it removed|need surgery|need antibiotics|need stitches)\b",
         r"\b(?:que tratamiento|debo tomar|debo dejar|tratar|tratamiento|quel traitement|dois-je prendre|"
-        r"traiter|welche behandlung|soll ich .{0,20}(?:nehmen|absetzen)|behandeln|qual tratamento|"
+        r"traiter|welche behandlung|soll ich .{0,40}(?:nehmen|absetzen)|behandeln|qual tratamento|"
         r"devo tomar|devo parar|tratar|remover|quitar|operar)\b",
     ),
     "triage": _any(
         r"\b(?:should|do|must|can) (?:i|we|he|she|they)\b.{0,30}\b(?:go to|see|call|visit|wait)\b.{0,30}"
         r"\b(?:er|a&e|emergency|hospital|doctor|gp|urgent care|911|999|112|ambulance|clinic|ed|morning)\b",
+        r"\b(?:send|take|bring|transfer) (?:him|her|them|me|my \w+) (?:to|into) (?:the )?(?:icu|er|a&e|hospital|"
+        r"emergency|urgent care|ed)\b",
         r"\b(?:is (?:it|this) (?:an emergency|serious|urgent|dangerous)|can (?:it|this) wait|how urgent|"
         r"do (?:i|we|they) need (?:to see )?(?:a doctor|the er|an ambulance|to go)|need to go to the)\b",
         r"\b(?:debo ir|tengo que ir|urgencias|es grave|puede esperar|dois-je aller|aux urgences|est-ce grave|"
@@ -213,6 +233,14 @@ _PATTERNS: dict[str, str] = {
         r"covid|strep|appendicitis|a heart attack|a stroke|sepsis|diabetes)|could (?:it|this) be|"
         r"what does (?:my|his|her|this) .{0,30} (?:show|mean)|interpret (?:my|his|her|these|this)|"
         r"read (?:my|his|her) |should i (?:be )?worr(?:y|ied)|am i (?:sick|ill|pregnant|dying|ok))\b",
+        rf"\bis (?:this|it|that|the)\b.{{0,40}}\b{_DX_WORDS}\b|\b(?:tell me|know) (?:if|whether|what)\b",
+        r"\b(?:could|does|would|do|can) (?:my|his|her|these|this|that|it)\b.{0,40}\bmean\b|\bis it my \w+",
+        r"\b(?:is|are) (?:my|his|her|their|our)\b.{0,40}\b(?:dangerous|normal|high|low|ok|okay|bad|serious|"
+        r"worrying|concerning|too \w+)\b",
+        rf"\b(?:does|do) (?:this|it|these|that|my \w+) look (?:like|normal|infected|bad|okay|ok)\b",
+        rf"\b(?:tiene|tengo|tem|tenho|a-t-il|a-t-elle|hat (?:er|sie)|habe ich|ele tem|ela tem)\b.{{0,30}}"
+        rf"\b{_DX_WORDS}\b|\best-ce (?:une?|la|le)? ?\w+|qu'est-ce que j'ai|\bist (?:das|der|die|es)\b.{{0,30}}"
+        rf"\b{_DX_WORDS}\b",
         r"\b(?:tengo cancer|es cancer|es maligno|que tengo|diagnostico|que significa mi|ai-je|est-ce un cancer|"
         r"est-ce grave|diagnostic|habe ich|ist das krebs|ist es bosartig|diagnose|tenho cancer|e cancer|"
         r"e maligno|o que eu tenho|diagnostico)\b",
@@ -221,9 +249,10 @@ _PATTERNS: dict[str, str] = {
     "own_image": r"\b(?:my|his|her|our|mi|mon|ma|mein|meine|meu|minha) (?:\w+ )?(?:scan|x-?ray|mri|ct|"
                  r"photo|picture|image|skin|mole|rash|lump|wound|radiografia|radio|rontgenbild|foto)\b"
                  r"|\bon (?:my|his|her) \w+",
-    "image_verdict": r"\b(?:is (?:this|it|that) (?:\w+ )?(?:cancer|cancerous|malignant|benign|melanoma|"
+    "image_verdict": r"\b(?:is (?:this|it|that) (?:[\w-]+ )?(?:cancer|cancerous|malignant|benign|melanoma|"
                      r"a tumou?r|infected|broken|fractured|normal|serious|dangerous|ok|okay|pneumonia)|"
-                     r"what is (?:this|it)\b.{0,20}\b(?:on|in) (?:my|his|her)|should (?:i|he|she) (?:get|have) "
+                     r"what is (?:this|it)\b.{0,20}\b(?:on|in) (?:my|his|her)|(?:does|do) (?:this|it|these) look|"
+                     r"what (?:is|are) (?:this|these) (?:spots?|rash|lumps?|bumps?|lesions?|marks?)|should (?:i|he|she) (?:get|have) "
                      r"(?:it|this) (?:removed|checked|looked at)|es (?:cancer|maligno|grave)|"
                      r"est-ce (?:un cancer|grave|malin)|ist das (?:krebs|bosartig|schlimm)|"
                      r"e (?:cancer|maligno|grave))\b",
@@ -233,14 +262,19 @@ _PATTERNS: dict[str, str] = {
         r"unconscious", r"unresponsive", r"won't wake up", r"face (?:is )?droop\w*", r"slurred speech",
         r"having a stroke", r"heart attack", r"seizing", r"having a seizure", r"anaphyla\w*",
         r"throat (?:is )?(?:closing|swelling)", r"bleeding (?:heavily|a lot|won't stop)",
-        r"swallowed (?:a |some |the )?(?:\w+ )?(?:battery|batteries|bleach|magnets?|pills|detergent|pod)",
+        r"(?:swallowed|drank|ate|ingested|drunk) (?:a |some |the |his |her |my )?(?:\w+ )?(?:battery|batteries|"
+        r"bleach|magnets?|pills|detergent|pods?|antifreeze|rat poison|poison|drain cleaner|lye|gasoline|"
+        r"lamp oil|medicine|tablets)",
         r"(?:took|taken|ate|drank) (?:a whole|the whole|an entire|too many|a bottle|all)",
         r"dolor (?:en el|de) pecho", r"no puedo respirar", r"no respira", r"douleur (?:thoracique|a la poitrine)",
         r"ne respire plus", r"brustschmerzen", r"atmet nicht", r"kann nicht atmen", r"dor no peito",
         r"nao (?:consigo )?respira\w*", r"derrame", r"avc", r"schlaganfall", r"infarto", r"herzinfarkt",
+        r"(?:engoliu|trago|se trago|a avale|verschluckt)\b.{0,30}\b(?:bateria|pila|pile|batterie|lejia|"
+        r"javel|candida)", r"suicid\w*",
     ),
     "self_harm": _any(
-        r"\b(?:kill (?:myself|me)|end (?:my|it) all|end my life|suicid\w*|want to die|self[- ]harm|"
+        r"\b(?:kill (?:myself|me)|end (?:my|it) all|end my life|i'?m suicidal|feel suicidal|want to die|"
+        r"i (?:am|have been) self[- ]harming|"
         r"hurt myself|cut myself|no reason to live)\b",
         r"\b(?:matarme|quiero morir|quitarme la vida|me tuer|envie de mourir|mich umbringen|"
         r"will sterben|me matar|quero morrer|tirar minha vida)\b",

@@ -71,6 +71,12 @@ def wait_ready(url: str, seconds: float) -> None:
         time.sleep(0.1)
 
 
+@pytest.fixture(autouse=True)
+def idle_server(server):
+    # coglet answers 409 while the previous prediction's slot is still being released.
+    wait_ready(server, 10)
+
+
 def predict(url: str, **inputs) -> requests.Response:
     return requests.post(f"{url}/predictions", json={"input": inputs}, timeout=120)
 
