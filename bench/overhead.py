@@ -2,9 +2,9 @@
 
     python bench/overhead.py [--tokens 64] [--rounds 5]
 
-Compares the full service path (guard, prompt, processor, streamed generate, disclaimer) with
-plain `model.generate` on the same prompt and the same number of new tokens, alternating the
-two so drift on the machine hits both. Needs the demo model (make demo).
+Compares the full service path (guard, prompt, tokenizer, batching scheduler, streamed tokens,
+disclaimer) with plain `model.generate` on the same model inputs and the same number of new
+tokens, alternating the two so drift on the machine hits both. Needs the demo model (make demo).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from medgemma.config import ServiceConfig  # noqa: E402
 from medgemma.loader import load_service  # noqa: E402
 from medgemma.policy import footer  # noqa: E402
-from medgemma.prompt import build_messages, render_gemma3  # noqa: E402
 from medgemma.request import GenerationRequest  # noqa: E402
 
 PROMPT = "Write a detailed overview of the anatomy of the human heart for a first-year lecture."
@@ -47,16 +46,16 @@ def main() -> None:
 
     engine = service.engine
     request = GenerationRequest(prompt=PROMPT, max_new_tokens=args.tokens)
-    # Same prompt for plain transformers; min_new_tokens makes both produce exactly N tokens.
-    text = render_gemma3(build_messages(request.prompt, system_prompt=request.system_prompt, has_image=False))
+    # The same model inputs for plain transformers; min_new_tokens makes both produce exactly N tokens.
+    inputs = engine.prepare(request)
+    prompt_length = int(inputs["input_ids"].shape[1])
 
     def raw() -> tuple[float, str]:
         t0 = time.perf_counter()
-        inputs = engine.processor(text=text, add_special_tokens=False, return_tensors="pt")
         with torch.inference_mode():
             out = engine.model.generate(**inputs, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
                                         do_sample=False)
-        answer = engine.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True,
+        answer = engine.tokenizer.decode(out[0, prompt_length:], skip_special_tokens=True,
                                          clean_up_tokenization_spaces=False)
         return time.perf_counter() - t0, answer
 

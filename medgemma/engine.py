@@ -1,34 +1,44 @@
-"""Generation: prompt + image in, streamed text out, with a stop flag and per-request stats."""
+"""Generation: prompt + images in, streamed text out, with per-request stats.
+
+`Engine.generate` prepares a request in the caller's thread (tokenizing, image preprocessing: CPU
+work that runs in parallel across requests), then hands it to the scheduler, which decodes it
+with whatever else is in flight (see batching.py). Any number of threads may call it at once.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .batching import Continuous, Job, KvBudget, Sampling, Scheduler, kv_bytes_per_token, serialize_forward
+from .config import EngineSettings
 from .errors import UserError
 from .images import load_image
-from .prompt import build_messages, render_gemma3
+from .inputs import Tokenizer, model_inputs
+from .prompt import END_OF_TURN, chat_segments
 from .request import GenerationRequest
+from .streaming import TokenSink
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class GenerationStats:
-    """What one generation measured; complete once its text has been read to the end."""
+    """What one generation measured; complete once its text has been read, canceled or failed."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     max_new_tokens: int = 0
     time_to_first_token: float | None = None  # seconds from the request to the first token
     decode_tokens_per_second: float | None = None  # after the first token
+    queue_seconds: float | None = None  # waiting for room before reaching the model
+    batch_size: int | None = None  # requests that shared its forward passes (0: continuous batching)
     total_seconds: float = 0.0
-    finish_reason: str = "stop"  # stop | length | canceled
+    finish_reason: str = "stop"  # stop | length | canceled | deadline
     seed: int | None = None
 
     def as_metrics(self) -> dict[str, Any]:
@@ -37,10 +47,14 @@ class GenerationStats:
             "output_token_count": self.output_tokens,
             "finish_reason": self.finish_reason,
         }
-        if self.time_to_first_token is not None:
-            metrics["time_to_first_token"] = round(self.time_to_first_token, 4)
-        if self.decode_tokens_per_second is not None:
-            metrics["tokens_per_second"] = round(self.decode_tokens_per_second, 2)
+        optional = {"time_to_first_token": (self.time_to_first_token, 4),
+                    "tokens_per_second": (self.decode_tokens_per_second, 2),
+                    "queue_time": (self.queue_seconds, 4)}
+        for name, (value, digits) in optional.items():
+            if value is not None:
+                metrics[name] = round(value, digits)
+        if self.batch_size is not None:
+            metrics["batch_size"] = self.batch_size
         if self.seed is not None:
             metrics["seed"] = self.seed
         return metrics
@@ -63,128 +77,162 @@ class TextEngine(Protocol):
     def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation: ...
 
 
-class Engine:
-    """Runs a loaded Gemma 3 model and processor for one request at a time."""
+def stop_token_ids(generation_config, tokenizer) -> frozenset[int]:
+    """End of sequence as the checkpoint declares it, plus Gemma's end-of-turn token, always."""
+    eos = generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+        ids.add(end_of_turn)
+    return frozenset(ids)
 
-    def __init__(self, model, processor, *, device: str):
+
+def kv_cache_tokens(model, device: str, settings: EngineSettings) -> int:
+    """How many tokens of KV cache fit in the memory left after loading the model (no more than a
+    full batch of full-length requests can use)."""
+    if settings.kv_cache_tokens is not None:
+        return settings.kv_cache_tokens
+    most_useful = settings.max_batch * settings.context_tokens * (2 if settings.continuous else 1)
+    per_token = kv_bytes_per_token(model.config.get_text_config(), model.dtype.itemsize)
+    if device == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+    else:
+        free = _available_ram()
+    return max(settings.context_tokens, min(most_useful, int(free * settings.memory_fraction) // per_token))
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+class Engine:
+    """A loaded Gemma 3 model and processor, serving any number of concurrent requests."""
+
+    def __init__(self, model, processor, *, device: str, settings: EngineSettings | None = None):
         self.model = model
         self.processor = processor
         self.device = device
+        self.settings = settings or EngineSettings()
         self.tokenizer = processor.tokenizer
-        self.max_context = model.config.get_text_config().max_position_embeddings
-        self._lock = threading.Lock()
+        self.tokens = Tokenizer.from_processor(processor)
+        self.stop_ids = stop_token_ids(model.generation_config, self.tokenizer)
+        self.max_context = min(self.settings.context_tokens,
+                               model.config.get_text_config().max_position_embeddings)
+        capacity = kv_cache_tokens(model, device, self.settings)
+        compiled = self.settings.compile if self.settings.compile is not None else device == "cuda"
+        continuous = None
+        self.forward_lock: threading.Lock | None = None  # held by each forward pass when two paths share the model
+        if self.settings.continuous:
+            self.forward_lock = serialize_forward(model)
+            capacity //= 2  # half for the continuous batching manager's own cache
+            continuous = Continuous(model, stop_ids=self.stop_ids, budget_tokens=capacity,
+                                    max_batch=self.settings.max_batch)
+        self.scheduler = Scheduler(
+            model, stop_ids=self.stop_ids, pad_id=self._pad_id(), budget=KvBudget(capacity),
+            max_batch=self.settings.max_batch, static_cache_len=self.max_context if compiled else None,
+            continuous=continuous,
+        )
+        logger.info("engine: KV cache for %d tokens, batches of up to %d, continuous batching %s, compiled %s",
+                    capacity, self.settings.max_batch, "on" if continuous else "off", "on" if compiled else "off")
+
+    def _pad_id(self) -> int:
+        pad = self.model.generation_config.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.pad_token_id or 0)
 
     def prepare(self, request: GenerationRequest) -> dict[str, Any]:
-        """Model inputs for a request: prompt rendered, image loaded and processed (pure CPU work)."""
-        image = load_image(request.image) if request.image is not None else None
-        messages = build_messages(request.prompt, system_prompt=request.system_prompt, has_image=image is not None)
-        if self.processor.chat_template:
-            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        else:
-            text = render_gemma3(messages)
-        # The rendered prompt already starts with <bos>; the tokenizer must not add another.
-        inputs = self.processor(
-            text=text, images=[image] if image is not None else None, add_special_tokens=False, return_tensors="pt"
-        )
-        return dict(inputs)
+        """Model inputs for a request: prompt rendered and tokenized, images loaded and processed
+        together (one pass of the image processor), in the order they were sent."""
+        images = []
+        for number, source in enumerate(request.images, start=1):
+            try:
+                images.append(load_image(source, frame=request.frame))
+            except UserError as error:
+                if len(request.images) == 1:
+                    raise
+                raise UserError(f"image {number} of {len(request.images)}: {error}") from None
+        segments = chat_segments(request.prompt, system_prompt=request.system_prompt, image_count=len(images))
+        return model_inputs(self.tokens.encode(segments), images, self.tokens, self.processor.image_processor)
 
     def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation:
+        stats = GenerationStats()
+        return Generation(pieces=self._run(request, stop or threading.Event(), stats), stats=stats)
+
+    def _run(self, request: GenerationRequest, stop: threading.Event, stats: GenerationStats) -> Iterator[str]:
         started = time.perf_counter()
         inputs = self.prepare(request)
-        input_tokens = int(inputs["input_ids"].shape[1])
-        room = self.max_context - input_tokens
+        stats.input_tokens = int(inputs["input_ids"].shape[1])
+        room = self.max_context - stats.input_tokens
         if room < 1:
-            raise UserError(
-                f"the prompt is {input_tokens} tokens; the model's context holds {self.max_context}. Shorten it."
-            )
-        stats = GenerationStats(input_tokens=input_tokens, max_new_tokens=min(request.max_new_tokens, room))
-        if not request.greedy:
-            stats.seed = request.seed if request.seed is not None else random.randrange(2**32)
-        stop = stop or threading.Event()
-        return Generation(pieces=self._stream(inputs, request, stats, stop, started), stats=stats)
+            raise UserError(f"the prompt is {stats.input_tokens} tokens; the model's context here holds "
+                            f"{self.max_context}. Shorten it.")
+        stats.max_new_tokens = min(request.max_new_tokens, room)
+        stats.seed = request.seed if not request.greedy else None
+        sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=stats.max_new_tokens, stop=stop,
+                         deadline=time.monotonic() + self.settings.max_seconds)
+        sampling = Sampling() if request.greedy else Sampling(request.temperature, request.top_p, request.top_k)
+        job = Job(inputs=inputs, sampling=sampling, seed=stats.seed, sink=sink)
+        try:
+            self.scheduler.submit(job)
+            yield from sink.pieces()
+        finally:
+            # Reached on normal end, on an error, and when the reader is closed or canceled: the
+            # request stops (its sink is done) and the stats say how far it got.
+            stop.set()
+            _ = sink.done
+            self._record(stats, job, started)
 
-    def generation_config(self, request: GenerationRequest, max_new_tokens: int):
-        """The decoding settings for a request: greedy unless temperature > 0."""
-        from transformers import GenerationConfig
-
-        defaults = self.model.generation_config
-        settings: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "eos_token_id": defaults.eos_token_id,
-            "pad_token_id": defaults.pad_token_id,
-            "bos_token_id": defaults.bos_token_id,
-        }
-        if request.greedy:
-            settings["do_sample"] = False
-        else:
-            settings.update(do_sample=True, temperature=request.temperature, top_p=request.top_p,
-                            top_k=request.top_k or None)
-        return GenerationConfig(**settings)
-
-    def _stream(self, inputs, request, stats: GenerationStats, stop: threading.Event, started: float):
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        from .streaming import TextPieceStreamer
-
-        class _StopFlag(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-        streamer = TextPieceStreamer(self.tokenizer)
-        failure: list[BaseException] = []
-        model_inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        if "pixel_values" in model_inputs:
-            model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.model.dtype)
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(
-                        **model_inputs,
-                        generation_config=self.generation_config(request, stats.max_new_tokens),
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_StopFlag()]),
-                    )
-            except BaseException as error:  # handed to the reader, which re-raises it
-                failure.append(error)
-                streamer.fail()
-
-        with self._lock:
-            if stats.seed is not None:
-                torch.manual_seed(stats.seed)
-            worker = threading.Thread(target=run, name="medgemma-generate", daemon=True)
-            worker.start()
-            read_to_end = False
-            try:
-                yield from streamer.pieces()
-                read_to_end = True
-            finally:
-                # Reached on normal end, on an error, and when the reader is closed or
-                # canceled: in every case generation must stop, not run on unseen.
-                canceled = stop.is_set() or not read_to_end
-                stop.set()
-                worker.join()
-                self._finish(stats, streamer, canceled=canceled, started=started)
-        if failure:
-            raise failure[0]
-
-    def _finish(self, stats: GenerationStats, streamer, *, canceled: bool, started: float) -> None:
-        ended = time.perf_counter()
-        ids = streamer.token_ids
-        stats.output_tokens = len(ids)
+    @staticmethod
+    def _record(stats: GenerationStats, job: Job, started: float) -> None:
+        sink = job.sink
+        ended = sink.finished_at or time.perf_counter()
+        stats.output_tokens = len(sink.token_ids)
         stats.total_seconds = ended - started
-        if streamer.first_token_at is not None:
-            stats.time_to_first_token = streamer.first_token_at - started
-            decode_seconds = ended - streamer.first_token_at
-            if len(ids) > 1 and decode_seconds > 0:
-                stats.decode_tokens_per_second = (len(ids) - 1) / decode_seconds
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        if ids and ids[-1] in eos_ids:
-            stats.finish_reason = "stop"
-            stats.output_tokens -= 1  # the end-of-turn marker is not part of the answer
-        elif canceled and len(ids) < stats.max_new_tokens:
-            stats.finish_reason = "canceled"
-        else:
-            stats.finish_reason = "length"
+        stats.finish_reason = sink.finish_reason if sink.finish_reason in ("stop", "length", "deadline") else "canceled"
+        if job.started_at is not None:
+            stats.queue_seconds = max(0.0, job.started_at - job.submitted_at)
+            stats.batch_size = job.batch_size
+        if sink.first_token_at is not None:
+            stats.time_to_first_token = sink.first_token_at - started
+            decode_seconds = ended - sink.first_token_at
+            if len(sink.token_ids) > 1 and decode_seconds > 0:
+                stats.decode_tokens_per_second = (len(sink.token_ids) - 1) / decode_seconds
+
+    def warm_up(self) -> None:
+        """Decode a text, an image and a long prompt on every path once, so that no request after
+        READY pays for compiling a graph or allocating a cache."""
+        from PIL import Image
+
+        long_prompt = "Summarise the history of medicine. " * 200  # past Gemma 3's 1,024-token sliding window
+        requests = [GenerationRequest(prompt="Say hello.", max_new_tokens=4),
+                    GenerationRequest(prompt="Describe the image.", image=_png(Image.new("RGB", (64, 64))),
+                                      max_new_tokens=4),
+                    GenerationRequest(prompt=long_prompt, max_new_tokens=4)]
+        for request in requests:
+            inputs = self.prepare(request)
+            if int(inputs["input_ids"].shape[1]) + 4 > self.max_context:
+                continue
+            for alone in (True, False):  # the lone (compiled) path, then the request's usual one
+                sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=4)
+                self.scheduler.submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink, alone=alone))
+                for _ in sink.pieces():
+                    pass
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,248 @@
+"""Concurrent requests on one engine: batched answers are the answers each request gets alone."""
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from medgemma.config import EngineSettings
+from medgemma.loader import load_engine
+from medgemma.request import MAX_NEW_TOKENS_LIMIT, GenerationRequest
+from medgemma.weights import ResolvedWeights, WeightsKind
+from tests.support.images import png_bytes
+
+TEXT_PROMPTS = ["Name the bones of the hand.", "Count to ten, slowly and in full words please.", "Hi.",
+                "Describe the anatomy of the heart in great detail for a lecture on cardiology."]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_weights):
+    engine = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
+                         EngineSettings(max_batch=8, kv_cache_tokens=32_768))  # not from this machine's free RAM
+    yield engine
+    engine.close()
+
+
+def image_request(index: int, max_new_tokens: int = 12) -> GenerationRequest:
+    colors = [(200, 40, 40), (10, 200, 30), (0, 0, 255), (120, 120, 120)]
+    return GenerationRequest(prompt=f"Describe image {index}.", image=png_bytes((64 + 8 * index, 48), colors[index]),
+                             max_new_tokens=max_new_tokens)
+
+
+def alone(engine, request: GenerationRequest) -> str:
+    generation = engine.generate(request)
+    text = "".join(generation)
+    assert generation.stats.batch_size in (0, 1)
+    return text
+
+
+def endless_request() -> GenerationRequest:
+    """The tiny model answers this image prompt with one token repeated, never ending its turn."""
+    return GenerationRequest(prompt="Wait.", image=png_bytes((32, 32)), max_new_tokens=600)
+
+
+class Blocker:
+    """A request that holds the scheduler until released, so that the requests started meanwhile
+    queue up and then go as one batch."""
+
+    def __init__(self, engine):
+        self.stop = threading.Event()
+        self.pieces = iter(engine.generate(endless_request(), self.stop))
+        next(self.pieces)
+
+    def release(self) -> None:
+        self.stop.set()
+        for _ in self.pieces:
+            pass
+
+
+def wait_queued(engine, count: int, seconds: float = 60) -> None:
+    """Until `count` requests wait behind the blocker: then they go as one batch, whatever the load."""
+    deadline = time.monotonic() + seconds
+    while len(engine.scheduler._waiting) < count:
+        assert time.monotonic() < deadline, "requests were not queued"
+        time.sleep(0.01)
+
+
+def concurrently(engine, requests, *, behind_a_blocker: bool = True):
+    """Start every request at once (queued behind a blocker, so they batch), return generations."""
+    blocker = Blocker(engine) if behind_a_blocker else None
+    generations = [engine.generate(request) for request in requests]
+    texts: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, "".join(g)))
+               for i, g in enumerate(generations)]
+    for thread in threads:
+        thread.start()
+    if blocker is not None:
+        continuous = engine.scheduler.continuous is not None  # greedy text goes there, not to the queue
+        wait_queued(engine, sum(not continuous or bool(r.images) for r in requests))
+        blocker.release()
+    for thread in threads:
+        thread.join(timeout=120)
+    return generations, [texts[i] for i in range(len(requests))]
+
+
+def test_batched_image_requests_answer_as_they_do_alone(engine):
+    requests = [image_request(i, max_new_tokens=8 + 3 * i) for i in range(4)]
+    solo = [alone(engine, request) for request in requests]
+    generations, texts = concurrently(engine, requests)
+    assert texts == solo
+    assert {g.stats.batch_size for g in generations} == {4}  # one forward pass for the four
+    assert [g.stats.max_new_tokens for g in generations] == [8, 11, 14, 17]
+
+
+def test_continuously_batched_text_requests_answer_as_they_do_alone(engine):
+    requests = [GenerationRequest(prompt=p, max_new_tokens=10 + 5 * i) for i, p in enumerate(TEXT_PROMPTS)]
+    solo = [alone(engine, request) for request in requests]
+    # Every request joins the manager's batch at the same step, beside a long one that outlives
+    # them, whatever the machine's load: the batch's makeup, and so its rounding, is always the same.
+    stop = threading.Event()
+    companion = iter(engine.generate(GenerationRequest(prompt="Recite the alphabet.", max_new_tokens=3000), stop))
+    next(companion)
+    with engine.forward_lock:  # the manager waits at its next step while the requests are queued
+        generations = [engine.generate(request) for request in requests]
+        texts: dict[int, str] = {}
+        threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, "".join(g)))
+                   for i, g in enumerate(generations)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(engine.scheduler.continuous._jobs) < len(requests) + 1:
+            assert time.monotonic() < deadline, "requests were not queued"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=120)
+    stop.set()
+    for _ in companion:
+        pass
+    assert [texts[i] for i in range(len(requests))] == solo
+    assert {g.stats.batch_size for g in generations} == {0}  # continuous batching
+
+
+def test_text_and_images_mixed_all_answer_as_alone(engine):
+    requests = [image_request(0), GenerationRequest(prompt=TEXT_PROMPTS[1], max_new_tokens=12), image_request(2),
+                GenerationRequest(prompt=TEXT_PROMPTS[3], max_new_tokens=7)]
+    solo = [alone(engine, request) for request in requests]
+    assert concurrently(engine, requests)[1] == solo
+
+
+def test_canceling_one_row_of_a_batch_leaves_the_others_alone(engine):
+    requests = [image_request(i, max_new_tokens=40) for i in range(3)]
+    solo = [alone(engine, request) for request in requests]
+    stop = threading.Event()
+    blocker = Blocker(engine)
+    generations = [engine.generate(requests[0]), engine.generate(requests[1], stop), engine.generate(requests[2])]
+    texts: dict[int, str] = {}
+
+    def read(index: int) -> None:
+        pieces = []
+        for piece in generations[index]:
+            pieces.append(piece)
+            if index == 1 and len(pieces) == 2:
+                stop.set()  # what a Cog cancel or a closed client does
+        texts[index] = "".join(pieces)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_queued(engine, 3)
+    blocker.release()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert texts[0] == solo[0] and texts[2] == solo[2]
+    canceled = generations[1].stats
+    assert canceled.finish_reason == "canceled" and canceled.output_tokens < 40
+    assert generations[0].stats.batch_size == 3
+
+
+def test_a_row_finishing_early_does_not_change_the_others(engine):
+    requests = [image_request(0, max_new_tokens=2), image_request(1, max_new_tokens=30), image_request(3, 30)]
+    solo = [alone(engine, request) for request in requests]
+    generations, texts = concurrently(engine, requests)
+    assert texts == solo
+    assert generations[0].stats.output_tokens <= 2 and generations[0].stats.finish_reason in ("length", "stop")
+
+
+def test_requests_over_the_cache_budget_wait_their_turn(tiny_weights):
+    """Room for one request's cache at a time: the others queue instead of running out of memory."""
+    settings = EngineSettings(max_batch=8, kv_cache_tokens=700, continuous=False)
+    small = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu", settings)
+    try:
+        requests = [image_request(i, max_new_tokens=10) for i in range(3)]  # ~ 600 tokens each with the image
+        solo = [alone(small, request) for request in requests]
+        generations, texts = concurrently(small, requests, behind_a_blocker=False)
+        assert texts == solo
+        assert all(g.stats.batch_size == 1 for g in generations)
+        assert max(g.stats.queue_seconds for g in generations) > 0.01
+    finally:
+        small.close()
+
+
+def test_a_request_larger_than_the_whole_budget_is_a_user_error(tiny_weights):
+    from medgemma.errors import UserError
+
+    small = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
+                        EngineSettings(kv_cache_tokens=400, continuous=False))
+    try:
+        with pytest.raises(UserError, match="tokens of cache"):
+            "".join(small.generate(image_request(0, max_new_tokens=50)))
+    finally:
+        small.close()
+
+
+def test_a_fixed_seed_reproduces_a_sampled_answer_even_under_load(engine):
+    request = GenerationRequest(prompt="Go.", temperature=1.0, seed=7, max_new_tokens=16)
+    first = alone(engine, request)
+    generations, texts = concurrently(engine, [request, image_request(1), request], behind_a_blocker=False)
+    assert texts[0] == first and texts[2] == first
+    assert generations[0].stats.batch_size == 1 and generations[0].stats.seed == 7
+
+
+def test_deadline_stops_a_request_nobody_can_cancel(tiny_long_weights):
+    settings = EngineSettings(max_seconds=0.3, continuous=False)
+    strict = load_engine(ResolvedWeights(tiny_long_weights, WeightsKind.MEDGEMMA, "test"), "cpu", settings)
+    try:
+        request = dataclasses.replace(endless_request(), max_new_tokens=MAX_NEW_TOKENS_LIMIT)
+        generation = strict.generate(request)
+        started = time.perf_counter()
+        "".join(generation)
+        assert time.perf_counter() - started < 5
+        assert generation.stats.finish_reason == "deadline"
+        assert 0 < generation.stats.output_tokens < MAX_NEW_TOKENS_LIMIT
+    finally:
+        strict.close()
+
+
+@pytest.mark.slow
+def test_the_compiled_static_cache_path_answers_as_the_eager_one(tiny_weights):
+    """What CUDA runs for a lone request, forced on the CPU: identical greedy answers, including a
+    prompt longer than the sliding window and an image."""
+    requests = [GenerationRequest(prompt="Name the bones of the hand.", max_new_tokens=16),
+                image_request(1, max_new_tokens=12),
+                GenerationRequest(prompt="Explain " + "the anatomy of the heart " * 12, max_new_tokens=12)]
+    eager = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
+                        EngineSettings(continuous=False, compile=False, context_tokens=1024))
+    compiled = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
+                           EngineSettings(continuous=False, compile=True, context_tokens=1024))
+    try:
+        import torch._dynamo
+
+        assert compiled.scheduler.static_cache_len == 1024 and eager.scheduler.static_cache_len is None
+        torch._dynamo.utils.counters.clear()
+        for request in requests:
+            assert "".join(compiled.generate(request)) == "".join(eager.generate(request))
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it really ran compiled
+    finally:
+        eager.close()
+        compiled.close()
+
+
+def test_requests_with_several_images_batch_with_single_image_ones(engine):
+    requests = [GenerationRequest(prompt="Compare.", images=(png_bytes((40, 40)), png_bytes((50, 30), (0, 90, 0))),
+                                  max_new_tokens=9),
+                image_request(1, max_new_tokens=6)]
+    solo = [alone(engine, request) for request in requests]
+    generations, texts = concurrently(engine, requests)
+    assert texts == solo
+    assert {g.stats.batch_size for g in generations} == {2}
