@@ -7,9 +7,11 @@ from cog import BaseRunner, ConcatenateIterator, Input, Path
 
 from medgemma import request as limits
 from medgemma.config import ServiceConfig
+from medgemma.images import ACCEPTED_DESCRIPTION, ACCEPTED_MEDIA, IMAGE_SIZE, IMAGE_TOKENS, uploaded, uploaded_all
 from medgemma.loader import load_service
 from medgemma.prompt import DEFAULT_SYSTEM_PROMPT
 from medgemma.request import GenerationRequest
+from medgemma.serving import concurrent, max_concurrency
 
 
 class Runner(BaseRunner):
@@ -27,8 +29,21 @@ class Runner(BaseRunner):
         ),
         image: Path | None = Input(
             default=None,
-            description="Optional image (PNG, JPEG, WebP, BMP, TIFF, GIF); resized to 896x896 (256 image tokens).",
-            accept="image/*",
+            description=f"Optional image ({ACCEPTED_DESCRIPTION}); resized to {IMAGE_SIZE}x"
+            f"{IMAGE_SIZE} ({IMAGE_TOKENS} image tokens). For several, use images.",
+            accept=ACCEPTED_MEDIA,
+        ),
+        images: list[Path] | None = Input(
+            default=None,
+            description=f"Several images (up to {limits.MAX_IMAGES}; same formats as image), placed after the "
+            f"prompt in this order; each costs {IMAGE_TOKENS} tokens. Use either image or images.",
+            accept=ACCEPTED_MEDIA,
+        ),
+        frame: int | None = Input(
+            default=None,
+            ge=0,
+            le=limits.MAX_FRAME_INDEX,
+            description="For multi-frame DICOM files: which frame to use, from 0. Left empty: the middle frame.",
         ),
         system_prompt: str = Input(
             default=DEFAULT_SYSTEM_PROMPT,
@@ -68,17 +83,24 @@ class Runner(BaseRunner):
             "reported in the metrics.",
         ),
     ) -> ConcatenateIterator[str]:
-        request = GenerationRequest(
-            prompt=prompt,
-            image=image,
-            system_prompt=system_prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            seed=seed,
-        )
-        answer = self.service.answer(request)
-        yield from answer
-        for name, value in answer.metrics().items():
-            self.record_metric(name, value)
+        metrics = self.scope  # now: in a concurrent run, the generator below runs in another thread
+
+        def answer():  # requests are checked and images read when streaming starts, off the event loop
+            request = GenerationRequest(
+                prompt=prompt,
+                image=uploaded(image),  # only what the request carried, never a path on this server
+                images=uploaded_all(images),
+                frame=frame,
+                system_prompt=system_prompt,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                seed=seed,
+            )
+            yield from self.service.stream(request, metrics=metrics)
+
+        return answer()
+
+    if max_concurrency() > 1:  # many predictions at once (see medgemma/serving.py for the trade-off)
+        run = concurrent(run)

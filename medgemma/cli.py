@@ -20,7 +20,8 @@ EXIT_WEIGHTS_ERROR = 3
 EXIT_INTERRUPTED = 130
 
 _FIELDS = {f.name: f for f in dataclasses.fields(GenerationRequest)}
-_FILE_INPUTS = {"image"}
+_FILE_INPUTS = {"image", "images"}
+_LIST_INPUTS = {"images"}  # repeat the key for each: -i images=@a.png -i images=@b.dcm
 
 
 def parse_inputs(pairs: list[str]) -> GenerationRequest:
@@ -34,7 +35,11 @@ def parse_inputs(pairs: list[str]) -> GenerationRequest:
             close = difflib.get_close_matches(key, _FIELDS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UserError(f"unknown input {key!r}.{hint} Inputs: {', '.join(_FIELDS)}.")
-        values[key] = _convert(key, raw)
+        value = _convert(key, raw)
+        if key in _LIST_INPUTS:
+            values[key] = (*values.get(key, ()), value)
+        else:
+            values[key] = value
     if "prompt" not in values:
         raise UserError("prompt is required: -i prompt=\"...\".")
     return GenerationRequest(**values)
@@ -81,21 +86,24 @@ def _predict(args: argparse.Namespace) -> int:
     from .loader import load_service
 
     request = parse_inputs(args.input)  # fail on bad inputs before loading a model
-    service = load_service(ServiceConfig.from_env(weights=args.weights))
-    if service.demo_notice:
-        print(f"note: {service.demo_notice}", file=sys.stderr)
-    stop = threading.Event()
-    answer = service.answer(request, stop)
-    try:
-        for piece in answer:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        stop.set()
-        print("\ninterrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    sys.stdout.write("\n")
-    print(json.dumps(answer.metrics()), file=sys.stderr)
+    config = ServiceConfig.from_env(weights=args.weights)
+    # One request: no batching machinery to warm up or keep running.
+    config = dataclasses.replace(config, engine=dataclasses.replace(config.engine, continuous=False, warm_up=False))
+    with load_service(config) as service:
+        if service.demo_notice:
+            print(f"note: {service.demo_notice}", file=sys.stderr)
+        stop = threading.Event()
+        answer = service.answer(request, stop)
+        try:
+            for piece in answer:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            stop.set()
+            print("\ninterrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        sys.stdout.write("\n")
+        print(json.dumps(answer.metrics()), file=sys.stderr)
     return 0
 
 
@@ -104,6 +112,25 @@ def _guard(args: argparse.Namespace) -> int:
 
     verdict = screen(args.prompt, system_prompt=args.system_prompt, has_image=args.image)
     print(json.dumps(verdict.as_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _train_guard(args: argparse.Namespace) -> int:
+    from .guard.train import main as train
+
+    weights, card = train(args.out, use_cache=not args.no_cache)
+    print(f"wrote {weights} and {card}")
+    return 0
+
+
+def _check_weights(args: argparse.Namespace) -> int:
+    from .weights import WeightsKind, check_weights_dir, verify_safetensors, weights_kind
+
+    check_weights_dir(args.path)
+    verify_safetensors(args.path)
+    if weights_kind(args.path) is not WeightsKind.MEDGEMMA:
+        raise WeightsError(f"{args.path} holds the demo model, not MedGemma: production images must not ship it.")
+    print(f"{args.path}: complete MedGemma weights")
     return 0
 
 
@@ -134,18 +161,6 @@ def _build_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schema(args: argparse.Namespace) -> int:
-    from .schema import SCHEMA_FILE, schema_is_current, write_schema
-
-    if args.check:
-        if schema_is_current():
-            return 0
-        print(f"{SCHEMA_FILE} is out of date with predict.py: run `python -m medgemma schema`", file=sys.stderr)
-        return 1
-    print(f"wrote {write_schema()}")
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     from .config import DEFAULT_WEIGHTS_ROOT
     from .weights import DEMO_DIRNAME, MEDGEMMA_DIRNAME
@@ -155,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="run one prediction, streaming to stdout (like `cog predict`)")
     predict.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                         help="an input, e.g. -i prompt=\"...\" -i image=@xray.png -i max_new_tokens=64")
+                         help="an input, e.g. -i prompt=\"...\" -i image=@xray.png -i max_new_tokens=64; several "
+                         "images: -i images=@prior.png -i images=@current.dcm")
     predict.add_argument("--weights", help="weights directory (default: resolved as the server does)")
     predict.add_argument("-v", "--verbose", action="store_true", help="log model loading")
     predict.set_defaults(handler=_predict)
@@ -165,6 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     guard.add_argument("--system-prompt")
     guard.add_argument("--image", action="store_true", help="screen as if an image were attached")
     guard.set_defaults(handler=_guard)
+
+    train = commands.add_parser("train-guard", help="retrain the guard from its corpus and ../shared/guard")
+    train.add_argument("--out", type=Path, help="write the artifact here instead of medgemma/guard/artifact/")
+    train.add_argument("--no-cache", action="store_true", help="recompute every embedding")
+    train.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    train.set_defaults(handler=_train_guard)
+
+    check = commands.add_parser("check-weights", help="exit non-zero unless a directory holds complete MedGemma "
+                                "weights (run before `cog build`)")
+    check.add_argument("path", type=Path, nargs="?", default=DEFAULT_WEIGHTS_ROOT / MEDGEMMA_DIRNAME)
+    check.set_defaults(handler=_check_weights)
 
     download = commands.add_parser("download", help="download and verify MedGemma 4B-IT (needs HF_TOKEN)")
     download.add_argument("--dest", type=Path, default=DEFAULT_WEIGHTS_ROOT / MEDGEMMA_DIRNAME)
@@ -178,7 +205,4 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true")
     demo.set_defaults(handler=_build_demo)
 
-    schema = commands.add_parser("schema", help="write .cog/openapi_schema.json from predict.py")
-    schema.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
-    schema.set_defaults(handler=_schema)
     return parser

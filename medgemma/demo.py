@@ -15,15 +15,13 @@ import tempfile
 from pathlib import Path
 
 from .images import IMAGE_SIZE, IMAGE_TOKENS, PATCH_SIZE
+from .policy import DEMO_NOTICE
+from .prompt import chat_template
 from .weights import MARKER_FILE, WeightsKind
 
 logger = logging.getLogger(__name__)
 
 DEMO_NAME = "Gemma 3 270M base (demo, not MedGemma)"
-DEMO_NOTICE = (
-    "Demo model: Gemma 3 270M base with an untrained vision tower, for trying the service "
-    "without MedGemma weights. It is not MedGemma and does not understand medical images."
-)
 
 # MedGemma pads Gemma 3's 262,144-token vocabulary to 262,208 rows; the image soft token
 # is the first id past the tokenizer's own vocabulary.
@@ -104,11 +102,6 @@ def build_demo_model(target: Path) -> Path:
     staging.rename(target)  # appears whole or not at all
     logger.info("demo model written to %s", target)
     return target
-
-
-def chat_template() -> str:
-    """Our Jinja rendering of the Gemma 3 turn format (same output as prompt.render_gemma3)."""
-    return (Path(__file__).with_name("chat_template.jinja")).read_text()
 
 
 def _copy_text_weights(text_lm, model) -> None:

@@ -7,11 +7,15 @@ into IMAGE_TOKENS soft tokens; everything before that step lives here.
 from __future__ import annotations
 
 import io
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import dicom
 from .errors import UserError
 
 IMAGE_SIZE = 896  # MedGemma's SigLIP input side, in pixels
@@ -21,9 +25,14 @@ IMAGE_TOKENS = 256  # (896 / 14)^2 patches average-pooled 4x4
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 8192 * 8192  # well below Pillow's own bomb limit, so ours speaks first
 
+# Decoding works at most at this side before the float work that high-bit-depth images need;
+# the processor shrinks everything to IMAGE_SIZE anyway.
+WORKING_SIDE = 2048
+
 # Formats Pillow reads that people actually upload; anything else is refused by name.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
-ACCEPTED_DESCRIPTION = "PNG, JPEG, WebP, BMP, TIFF, GIF or PPM/PGM"
+ACCEPTED_DESCRIPTION = "PNG, JPEG, WebP, BMP, TIFF, GIF, PPM/PGM or DICOM"
+ACCEPTED_MEDIA = "image/*,application/dicom,.dcm"  # what the playground's file picker offers
 
 # Radiographs and CT slices are bright on black: transparent areas become black, not white.
 TRANSPARENT_BACKGROUND = (0, 0, 0)
@@ -31,13 +40,82 @@ TRANSPARENT_BACKGROUND = (0, 0, 0)
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def load_image(source: Path | str | bytes) -> Image.Image:
+NOT_AN_UPLOAD = (
+    "image must come with the request, as a data: URL or an http(s) URL; paths on the server are not "
+    "accepted. Send the file itself, e.g. \"image\": \"data:image/png;base64,...\"."
+)
+
+
+def uploaded(value: object) -> bytes | None:
+    """The bytes of an image input that arrived over HTTP, read once and removed from disk.
+
+    Cog hands the predictor a file it downloaded into the temporary directory (from a data: or
+    http(s) URL) as a Path, and anything else the caller typed as a plain string. Only the former is
+    accepted; every other value gets the same error, so nothing about the server's files leaks.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Path) or Path(value).resolve().parent != Path(tempfile.gettempdir()).resolve():
+        raise UserError(NOT_AN_UPLOAD)
+    try:
+        return read_file(Path(value))
+    except UserError:
+        raise
+    except OSError:
+        raise UserError(NOT_AN_UPLOAD) from None
+    finally:
+        Path(value).unlink(missing_ok=True)  # the caller's image does not stay on the server's disk
+
+
+def uploaded_all(values: list[object] | None) -> tuple[bytes, ...]:
+    """`uploaded` for a list input: every file is read and removed, even when one is refused."""
+    read: list[bytes] = []
+    refused: UserError | None = None
+    for value in values or ():
+        try:
+            data = uploaded(value)
+        except UserError as error:
+            refused = refused or error
+            continue
+        if data is not None:
+            read.append(data)
+    if refused is not None:
+        raise refused
+    return tuple(read)
+
+
+def read_file(path: Path) -> bytes:
+    """Read a regular file, at most MAX_IMAGE_BYTES, without following a symlink or blocking on a pipe."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        raise UserError("the image file could not be read. Check the path.") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UserError("the image is not a regular file. Send an image file.")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+    finally:
+        os.close(descriptor)
+    _check_size(len(data))
+    return data
+
+
+def load_image(source: Path | str | bytes, *, frame: int | None = None) -> Image.Image:
     """Read, validate and normalise one image to 8-bit RGB with EXIF orientation applied.
 
+    DICOM is recognised by its content (the `DICM` marker), whatever the file is called, and
+    shown as a viewer would (see dicom.py); `frame` picks the frame of a multi-frame DICOM file.
     Raises UserError, naming what is accepted, for anything that is not a readable image
     of a sane size.
     """
-    data = _read_bytes(source)
+    data = source if isinstance(source, bytes) else read_file(Path(source))
+    if not data:
+        raise UserError(f"the image file is empty. Send {ACCEPTED_DESCRIPTION}.")
+    _check_size(len(data))
+    if dicom.is_dicom(data):
+        return to_rgb(_within_working_size(dicom.decode(data, frame=frame)))
     try:
         with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
             width, height = opened.size
@@ -48,9 +126,10 @@ def load_image(source: Path | str | bytes) -> Image.Image:
                     f"the image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels. "
                     "Downscale it first (it is resized to 896x896 anyway)."
                 )
+            opened.draft(opened.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes straight to a smaller size
             opened.load()
             image = ImageOps.exif_transpose(opened)
-            return to_rgb(image)
+            return to_rgb(_within_working_size(image))
     except UserError:
         raise
     except Image.DecompressionBombError:
@@ -79,38 +158,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+def _within_working_size(image: Image.Image) -> Image.Image:
+    if max(image.size) <= WORKING_SIDE:
+        return image
+    scale = WORKING_SIDE / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BOX)  # box averaging works in every mode, 16-bit included
+
+
 def _stretch_to_8_bit(image: Image.Image) -> Image.Image:
     # Medical 16-bit images often use 10-12 bits of the range: map the actual min..max
     # to 0..255 instead of clipping at 255, which would turn most of them white.
-    pixels = np.asarray(image, dtype=np.float64)
-    low, high = float(pixels.min()), float(pixels.max())
+    # Float images may hold NaN (no data) or infinities: they do not count, and become black.
+    pixels = np.asarray(image, dtype=np.float32)
+    finite = np.isfinite(pixels)
+    if not finite.any():
+        return Image.fromarray(np.zeros(pixels.shape, dtype=np.uint8))
+    low, high = float(pixels[finite].min()), float(pixels[finite].max())
+    scaled = np.zeros_like(pixels)
     if high > low:
-        scaled = (pixels - low) * (255.0 / (high - low))
-    else:
-        scaled = np.zeros_like(pixels)
+        np.multiply(pixels - low, 255.0 / (high - low), out=scaled, where=finite)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 
-def _read_bytes(source: Path | str | bytes) -> bytes:
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise UserError("the image file could not be read. Check the path or URL.") from None
-        if size > MAX_IMAGE_BYTES:
-            raise UserError(
-                f"the image file is {size / 2**20:.1f} MiB; the limit is {MAX_IMAGE_BYTES // 2**20} MiB. "
-                "Compress or downscale it."
-            )
-        data = path.read_bytes()
-    if not data:
-        raise UserError(f"the image file is empty. Send {ACCEPTED_DESCRIPTION}.")
-    if len(data) > MAX_IMAGE_BYTES:
+def _check_size(size: int) -> None:
+    if size > MAX_IMAGE_BYTES:
         raise UserError(
-            f"the image is {len(data) / 2**20:.1f} MiB; the limit is {MAX_IMAGE_BYTES // 2**20} MiB. "
-            "Compress or downscale it."
+            f"the image is larger than the {MAX_IMAGE_BYTES // 2**20} MiB limit. Compress or downscale it."
         )
-    return data

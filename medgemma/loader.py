@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from .config import ServiceConfig
+from .config import EngineSettings, ServiceConfig
 from .engine import Engine
+from .service import Service
 from .errors import WeightsError
 from .weights import HOW_TO_PROVIDE_WEIGHTS, ResolvedWeights, resolve_weights
 
@@ -23,7 +24,7 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def load_engine(weights: ResolvedWeights, device: str) -> Engine:
+def load_engine(weights: ResolvedWeights, device: str, settings: EngineSettings | None = None) -> Engine:
     """AutoProcessor + AutoModelForImageTextToText from a checked weights directory."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -40,17 +41,25 @@ def load_engine(weights: ResolvedWeights, device: str) -> Engine:
     model.eval()
     logger.info("loaded %s weights from %s on %s (%s) in %.1f s", weights.kind.value, weights.path, device,
                 str(dtype).removeprefix("torch."), time.perf_counter() - started)
-    return Engine(model, processor, device=device)
+    return Engine(model, processor, device=device, settings=settings)
 
 
-def load_service(config: ServiceConfig):
+def load_service(config: ServiceConfig) -> Service:
     """Resolve weights, load them, and wrap them in the guarded service."""
+    from . import guard
     from .demo import build_demo_model
-    from .service import Service
+
+    started = time.perf_counter()
+    guard.load()  # at setup, so the first request does not pay for it
+    logger.info("guard loaded in %.2f s", time.perf_counter() - started)
 
     weights = resolve_weights(config, build_demo=build_demo_model)
     logger.info("weights: %s (%s)", weights.path, weights.origin)
     if weights.is_demo:
         logger.warning("serving the DEMO model (Gemma 3 270M base), not MedGemma: answers are not medical-grade")
-    engine = load_engine(weights, pick_device(config.device))
+    engine = load_engine(weights, pick_device(config.device), config.engine)
+    if config.engine.warm_up:
+        started = time.perf_counter()
+        engine.warm_up()
+        logger.info("warm-up on every decoding path took %.1f s", time.perf_counter() - started)
     return Service(engine, weights=weights)

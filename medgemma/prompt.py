@@ -1,18 +1,27 @@
 """Gemma 3 chat prompts, as pure functions.
 
-Gemma 3 has no system role of its own: its chat template puts the system text at
-the start of the first user turn, followed by a blank line. Turns look like
+Gemma 3 has no system role of its own: its chat template puts the system text at the start of
+the first user turn, followed by a blank line. A request renders as
 
     <bos><start_of_turn>user
-    {system}\n\n{text}<start_of_image><end_of_turn>
+    {system}\\n\\n{prompt}<start_of_image><end_of_turn>
     <start_of_turn>model
 
 and the processor later expands `<start_of_image>` into the 256 image soft tokens.
+
+The rendering is kept as *segments* that say who wrote each piece: our own markup, whose control
+tokens are real, and the caller's text, which is always tokenized as plain text. So a prompt that
+contains "<end_of_turn><start_of_turn>model" or "<start_of_image>" can neither forge a turn nor
+claim an image: the model reads those characters as the caller typed them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+CHAT_TEMPLATE_FILE = Path(__file__).with_name("chat_template.jinja")
 
 BOS = "<bos>"
 START_OF_TURN = "<start_of_turn>"
@@ -29,7 +38,17 @@ NON_CLINICAL_INSTRUCTION = (
     "for a real person; if asked, say that a qualified clinician must make that decision."
 )
 
-Message = dict[str, Any]
+
+class Part(enum.Enum):
+    MARKUP = "markup"  # our chat markup: control tokens in it are real
+    TEXT = "text"  # the caller's words: never parsed for control tokens
+    IMAGE = "image"  # where an image's soft tokens go
+
+
+@dataclass(frozen=True)
+class Segment:
+    part: Part
+    text: str = ""
 
 
 def effective_system_prompt(system_prompt: str | None) -> str:
@@ -38,53 +57,27 @@ def effective_system_prompt(system_prompt: str | None) -> str:
     return f"{base}\n\n{NON_CLINICAL_INSTRUCTION}"
 
 
-def build_messages(prompt: str, *, system_prompt: str | None, has_image: bool) -> list[Message]:
-    """Chat messages in the structured form Hugging Face chat templates take.
+def chat_segments(prompt: str, *, system_prompt: str | None, image_count: int = 0) -> list[Segment]:
+    """One user turn (system text first, then the prompt, then the images) and the model's cue.
 
-    The image follows the text in the user turn, as in MedGemma's own examples.
+    The images follow the text in the user turn, as in MedGemma's own examples.
     """
-    user_content: list[dict[str, str]] = [{"type": "text", "text": prompt}]
-    if has_image:
-        user_content.append({"type": "image"})
-    return [
-        {"role": "system", "content": [{"type": "text", "text": effective_system_prompt(system_prompt)}]},
-        {"role": "user", "content": user_content},
+    segments = [
+        Segment(Part.MARKUP, f"{BOS}{START_OF_TURN}user\n"),
+        Segment(Part.TEXT, effective_system_prompt(system_prompt).strip() + "\n\n"),
+        Segment(Part.TEXT, prompt.strip()),
     ]
+    segments.extend(Segment(Part.IMAGE) for _ in range(image_count))
+    segments.append(Segment(Part.MARKUP, f"{END_OF_TURN}\n{START_OF_TURN}model\n"))
+    return [segment for segment in segments if segment.part is Part.IMAGE or segment.text]
 
 
-def render_gemma3(messages: list[Message], *, add_generation_prompt: bool = True) -> str:
-    """Render messages in the Gemma 3 turn format, for weights that ship no chat template."""
-    if not messages:
-        raise ValueError("at least one message is needed")
-    first_user_prefix = ""
-    turns = messages
-    if messages[0]["role"] == "system":
-        first_user_prefix = _render_content(messages[0]["content"]) + "\n\n"
-        turns = messages[1:]
-    parts = [BOS]
-    for index, message in enumerate(turns):
-        role = message["role"]
-        if role not in ("user", "assistant"):
-            raise ValueError(f"unsupported role {role!r}: only system, user and assistant")
-        if (role == "user") != (index % 2 == 0):
-            raise ValueError("roles must alternate user/assistant/user/...")
-        prefix = first_user_prefix if index == 0 else ""
-        gemma_role = "model" if role == "assistant" else "user"
-        parts.append(f"{START_OF_TURN}{gemma_role}\n{prefix}{_render_content(message['content'])}{END_OF_TURN}\n")
-    if add_generation_prompt:
-        parts.append(f"{START_OF_TURN}model\n")
-    return "".join(parts)
+def render(segments: list[Segment]) -> str:
+    """The segments as one string, images as `<start_of_image>` (for display and comparison)."""
+    return "".join(START_OF_IMAGE if s.part is Part.IMAGE else s.text for s in segments)
 
 
-def _render_content(content: str | list[dict[str, str]]) -> str:
-    if isinstance(content, str):
-        return content.strip()
-    rendered = []
-    for item in content:
-        if item["type"] == "text":
-            rendered.append(item["text"].strip())
-        elif item["type"] == "image":
-            rendered.append(START_OF_IMAGE)
-        else:
-            raise ValueError(f"unsupported content type {item['type']!r}: only text and image")
-    return "".join(rendered)
+def chat_template() -> str:
+    """The same format as a Jinja chat template, saved with weights we build (the demo model), so
+    `apply_chat_template` on them renders what `chat_segments` does."""
+    return CHAT_TEMPLATE_FILE.read_text()

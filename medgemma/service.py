@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import guard, policy
-from .demo import DEMO_NOTICE
 from .engine import Generation, TextEngine
 from .errors import UserError
 from .request import GenerationRequest
@@ -21,33 +20,50 @@ logger = logging.getLogger(__name__)
 Screen = Callable[..., guard.Verdict]
 
 
+class MetricsSink(Protocol):
+    """Where a prediction's metrics go (Cog's prediction scope)."""
+
+    def record_metric(self, key: str, value: Any) -> None: ...
+
+
 class ServiceError(RuntimeError):
     """An internal failure, already logged; its message is safe to show."""
 
 
 @dataclass
 class Answer:
-    """One prediction's output: iterate for text; read `metrics()` after the last piece."""
+    """One prediction's output: iterate for text.
+
+    `verdict_metrics()` are known before the first piece; `metrics()` adds what generation
+    measured so far, and is complete after the last piece, a cancel or a failure alike.
+    """
 
     verdict: guard.Verdict
-    pieces: Iterator[str]
+    pieces: Iterator[str] = field(default_factory=lambda: iter(()))
     generation: Generation | None = None
     model_name: str = ""
-    extra_metrics: dict[str, Any] = field(default_factory=dict)
+    image_count: int = 0
 
     def __iter__(self) -> Iterator[str]:
         return self.pieces
 
-    def metrics(self) -> dict[str, Any]:
+    def verdict_metrics(self) -> dict[str, Any]:
         """Flat metric names (dots nest them in Cog's JSON) to values."""
         metrics: dict[str, Any] = {
             "guard.allowed": self.verdict.allowed,
             "guard.category": self.verdict.category,
             "model": self.model_name,
+            "image_count": self.image_count,
         }
-        if self.generation is not None:
-            metrics.update(self.generation.stats.as_metrics())
+        if self.verdict.score is not None:
+            metrics["guard.score"] = round(self.verdict.score, 4)
         return metrics
+
+    def generation_metrics(self) -> dict[str, Any]:
+        return self.generation.stats.as_metrics() if self.generation is not None else {}
+
+    def metrics(self) -> dict[str, Any]:
+        return {**self.verdict_metrics(), **self.generation_metrics()}
 
 
 class Service:
@@ -58,39 +74,57 @@ class Service:
         self.engine = engine
         self.weights = weights
         self._screen = screen
-        self.demo_notice = DEMO_NOTICE if weights is not None and weights.is_demo else None
+        self.demo_notice = policy.DEMO_NOTICE if weights is not None and weights.is_demo else None
         self.model_name = weights.path.name if weights is not None else "unknown"
 
     def answer(self, request: GenerationRequest, stop: threading.Event | None = None) -> Answer:
         verdict = self.screen(request)
-        if not verdict.allowed:
-            text = policy.refusal(verdict.reason, emergency=verdict.emergency)
-            return Answer(verdict=verdict, pieces=iter([text]), model_name=self.model_name)
-        with _internal_errors():
-            generation = self.engine.generate(request, stop)
-        return Answer(
-            verdict=verdict,
-            pieces=self._with_footer(generation),
-            generation=generation,
-            model_name=self.model_name,
-        )
+        answer = Answer(verdict=verdict, model_name=self.model_name, image_count=len(request.images))
+        if verdict.allowed:
+            answer.pieces = self._generate(request, stop, answer)
+        else:
+            answer.pieces = iter([policy.refusal(language=verdict.language, emergency=verdict.emergency)])
+        return answer
+
+    def stream(self, request: GenerationRequest, *, metrics: MetricsSink,
+               stop: threading.Event | None = None) -> Iterator[str]:
+        """The answer's pieces; the guard's verdict is recorded before the first piece, and what
+        generation measured after the last one, or on a cancel or failure."""
+        answer = self.answer(request, stop)
+        for name, value in answer.verdict_metrics().items():
+            metrics.record_metric(name, value)
+        try:
+            yield from answer
+        finally:
+            for name, value in answer.generation_metrics().items():
+                metrics.record_metric(name, value)
+
+    def close(self) -> None:
+        """Stop the engine's threads (the continuous batching manager's would keep a process alive)."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def screen(self, request: GenerationRequest) -> guard.Verdict:
         """The guard's verdict; a guard that fails refuses (fail closed)."""
         try:
             return self._screen(request.prompt, system_prompt=request.system_prompt,
-                                has_image=request.image is not None)
+                                has_image=bool(request.images))
         except Exception as error:  # noqa: BLE001 - any guard failure must refuse
             logger.error("guard failed with %s; refusing the request", type(error).__name__)
-            return guard.Verdict(
-                allowed=False,
-                category=guard.GUARD_ERROR,
-                reason="the safety check could not run, so the request was refused.",
-            )
+            return guard.Verdict(allowed=False, category=guard.GUARD_ERROR, reason=guard.REASONS[guard.GUARD_ERROR])
 
-    def _with_footer(self, generation: Generation) -> Iterator[str]:
+    def _generate(self, request: GenerationRequest, stop: threading.Event | None, answer: Answer) -> Iterator[str]:
+        """Generation starts at the first piece read, so the verdict is known (and reported) first."""
         with _internal_errors():
-            yield from generation
+            answer.generation = self.engine.generate(request, stop)
+            yield from answer.generation
         yield policy.footer(demo_notice=self.demo_notice)
 
 

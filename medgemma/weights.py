@@ -90,6 +90,24 @@ def check_weights_dir(path: Path) -> None:
         )
 
 
+def verify_safetensors(path: Path) -> None:
+    """Each *.safetensors file has a readable header and all the bytes it declares; the error names
+    the file (a truncated download or a corrupted disk otherwise fails deep inside the loader)."""
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with file.open("rb") as handle:
+                header_size = int.from_bytes(handle.read(8), "little")
+                if not 0 < header_size < 100 * 2**20:
+                    raise ValueError("no header")
+                header = json.loads(handle.read(header_size))
+            end = max((t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"), default=0)
+            if file.stat().st_size < 8 + header_size + end:
+                raise ValueError(f"{file.stat().st_size} bytes, {8 + header_size + end} declared")
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise WeightsError(f"weights file {file} is corrupted or truncated ({error}); download it again."
+                               f"\n{HOW_TO_PROVIDE_WEIGHTS}") from None
+
+
 def weights_kind(path: Path) -> WeightsKind:
     marker = path / MARKER_FILE
     if marker.is_file():
@@ -123,6 +141,7 @@ def _is_complete(path: Path) -> bool:
 
 def _checked(path: Path, origin: str, config: ServiceConfig) -> ResolvedWeights:
     check_weights_dir(path)
+    verify_safetensors(path)
     kind = weights_kind(path)
     if kind is WeightsKind.DEMO and config.strict:
         raise WeightsError(f"{path} holds the demo model, which {ENV_STRICT}=1 forbids.\n{HOW_TO_PROVIDE_WEIGHTS}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_model import build_tiny_weights
+from tests.support.tiny_model import EOS_ID, IT_GENERATION_DEFAULTS, build_tiny_weights
 
 TIERS = ("unit", "integration", "e2e", "gpu")
 
@@ -28,3 +28,17 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights_without_template(tmp_path_factory) -> Path:
     return build_tiny_weights(tmp_path_factory.mktemp("tiny-nt") / "tiny-gemma3", with_chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_it_weights(tmp_path_factory) -> Path:
+    """Like real Gemma 3 IT weights: sampling defaults, and only <eos> declared as end of sequence."""
+    return build_tiny_weights(tmp_path_factory.mktemp("tiny-it") / "tiny-gemma3-it",
+                              generation_defaults=IT_GENERATION_DEFAULTS, eos_token_ids=[EOS_ID])
+
+
+@pytest.fixture(scope="session")
+def tiny_long_weights(tmp_path_factory) -> Path:
+    """A context of 8,192 tokens: answers long enough to cancel while they stream (the server tests)."""
+    return build_tiny_weights(tmp_path_factory.mktemp("tiny-long") / "tiny-gemma3-long", max_context=8192)
+

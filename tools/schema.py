@@ -1,7 +1,15 @@
 """The OpenAPI schema of predict.py, as `cog build` would write it to .cog/openapi_schema.json.
 
-The Cog server (coglet) validates inputs and enables streaming only from that file, so
-the project generates it with `python -m medgemma schema` and a test fails if it drifts.
+    python -m tools.schema          # write it
+    python -m tools.schema --check  # exit 1 if the committed one is out of date
+
+The Cog server (coglet) validates inputs and enables streaming only from that file, so the project
+generates it and a test fails if it drifts. Development tooling: it uses cog's private inspector,
+so it stays out of the runtime package.
+
+One deliberate difference from `cog build`: an optional input is written as `anyOf` with null
+rather than `nullable: true`, because coglet 0.23.1 validates with JSON Schema, which ignores
+`nullable`, and so answers 422 to an explicit `null` (SECURITY.md has the reproduction).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PREDICT_FILE = REPO_ROOT / "predict.py"
 RUNNER_CLASS = "Runner"
@@ -100,8 +108,8 @@ def _input_property(name: str, field, declared) -> dict[str, Any]:
     nullable = field.type.repetition.name in ("OPTIONAL", "OPTIONAL_REPEATED")
     if field.default is not None:
         prop["default"] = field.default
-    if nullable:
-        prop["nullable"] = True
+    if nullable:  # see the module docstring
+        prop["anyOf"] = [{key: prop.pop(key) for key in ("type", "format") if key in prop}, {"type": "null"}]
     if field.description:
         prop["description"] = field.description
     for key, value in (("minimum", field.ge), ("maximum", field.le)):
@@ -187,7 +195,7 @@ def _is_streaming(predict_file: Path, runner_class: str) -> bool:
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == runner_class:
             for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "run":
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "run":
                     return any(_decorator_name(d) in ("cog.streaming", "streaming") for d in item.decorator_list)
     return False
 
@@ -198,3 +206,22 @@ def _decorator_name(node: ast.expr) -> str:
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
         return f"{node.value.id}.{node.attr}"
     return node.id if isinstance(node, ast.Name) else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.schema", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
+    args = parser.parse_args(argv)
+    if args.check:
+        if schema_is_current():
+            return 0
+        print(f"{SCHEMA_FILE} is out of date with predict.py: run `python -m tools.schema`", file=sys.stderr)
+        return 1
+    print(f"wrote {write_schema()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

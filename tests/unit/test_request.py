@@ -3,7 +3,13 @@ import math
 import pytest
 
 from medgemma.errors import UserError
-from medgemma.request import MAX_NEW_TOKENS_LIMIT, PROMPT_MAX_CHARS, GenerationRequest
+from medgemma.request import (
+    MAX_IMAGES,
+    MAX_NEW_TOKENS_LIMIT,
+    MIN_SAMPLING_TEMPERATURE,
+    PROMPT_MAX_CHARS,
+    GenerationRequest,
+)
 
 
 def test_defaults_are_greedy():
@@ -34,3 +40,38 @@ def test_invalid_values_name_the_field_and_the_range(changes, message):
 
 def test_sampling_when_temperature_positive():
     assert not GenerationRequest(prompt="hi", temperature=0.7, seed=3).greedy
+
+
+@pytest.mark.parametrize("temperature", [3.4e-102, 1e-9, 0.009])
+def test_tiny_temperatures_decode_greedily(temperature):
+    """Dividing logits by them would overflow to NaN; they are greedy in all but name."""
+    assert GenerationRequest(prompt="hi", temperature=temperature).greedy
+    assert not GenerationRequest(prompt="hi", temperature=MIN_SAMPLING_TEMPERATURE).greedy
+
+
+def test_integral_floats_are_integers_as_json_says():
+    request = GenerationRequest(prompt="hi", max_new_tokens=16.0, top_k=40.0, seed=7.0)
+    assert (request.max_new_tokens, request.top_k, request.seed) == (16, 40, 7)
+    assert all(isinstance(v, int) for v in (request.max_new_tokens, request.top_k, request.seed))
+
+
+def test_one_image_is_the_first_of_images():
+    request = GenerationRequest(prompt="Describe.", image=b"png")
+    assert request.images == (b"png",)
+
+
+def test_image_and_images_together_are_refused():
+    with pytest.raises(UserError, match="either image .* or images"):
+        GenerationRequest(prompt="Compare.", image=b"a", images=(b"b", b"c"))
+
+
+def test_more_images_than_the_limit_are_refused_naming_it():
+    GenerationRequest(prompt="Compare.", images=(b"x",) * MAX_IMAGES)
+    with pytest.raises(UserError, match=f"limit is {MAX_IMAGES}"):
+        GenerationRequest(prompt="Compare.", images=(b"x",) * (MAX_IMAGES + 1))
+
+
+@pytest.mark.parametrize("frame", [-1, 1.5, "2"])
+def test_frame_must_be_a_non_negative_integer(frame):
+    with pytest.raises(UserError, match="frame"):
+        GenerationRequest(prompt="Describe.", image=b"x", frame=frame)

@@ -16,9 +16,13 @@ from medgemma.weights import (
 
 
 def make_weights_dir(path: Path, *, demo: bool = False) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
     path.mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json", "processor_config.json", "model.safetensors"):
+    for name in ("config.json", "tokenizer.json", "processor_config.json"):
         (path / name).write_text("{}")
+    save_file({"weight": np.zeros((4, 4), dtype=np.float32)}, str(path / "model.safetensors"))
     if demo:
         (path / MARKER_FILE).write_text(json.dumps({"kind": "demo"}))
     return path
@@ -101,3 +105,22 @@ def test_config_from_env_reads_the_edge_variables(tmp_path):
     assert ServiceConfig.from_env({}, weights=tmp_path / "cog").weights_path == tmp_path / "cog"
     with pytest.raises(ValueError, match="MEDGEMMA_STRICT"):
         ServiceConfig.from_env({"MEDGEMMA_STRICT": "maybe"})
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_a_corrupted_weights_file_fails_setup_naming_the_file(tmp_path, damage):
+    path = make_weights_dir(tmp_path / MEDGEMMA_DIRNAME)
+    shard = path / "model.safetensors"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) - 20] if damage == "truncate" else b"\xff" * len(data))
+    with pytest.raises(WeightsError, match="model.safetensors is corrupted or truncated"):
+        resolve_weights(ServiceConfig(weights_root=tmp_path, strict=True), build_demo=DemoBuilder())
+
+
+def test_check_weights_command_accepts_complete_medgemma_and_refuses_the_demo(tmp_path, capsys):
+    from medgemma.cli import EXIT_WEIGHTS_ERROR, main
+
+    assert main(["check-weights", str(make_weights_dir(tmp_path / "real"))]) == 0
+    assert main(["check-weights", str(make_weights_dir(tmp_path / "demo", demo=True))]) == EXIT_WEIGHTS_ERROR
+    assert main(["check-weights", str(tmp_path / "missing")]) == EXIT_WEIGHTS_ERROR
+    assert "demo model" in capsys.readouterr().err
