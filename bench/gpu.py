@@ -44,6 +44,7 @@ TINY_TEXT = {"vocab_size": 262_208, "hidden_size": 64, "intermediate_size": 128,
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                "image_size": IMAGE_SIZE, "patch_size": PATCH_SIZE}
 
+DEMO_WEIGHTS = REPO_ROOT / "weights" / "demo-gemma3-270m"  # carry its tokenizer files to a GPU machine
 PROMPT = ("Describe this chest radiograph for a teaching slide: the projection, the heart size, the lung fields, "
           "the costophrenic angles and the bones, in that order, with one sentence for each finding and a short "
           "summary at the end for first-year students.")  # about 100 tokens with the chat markup
@@ -58,11 +59,21 @@ def build_weights(target: Path, *, tiny: bool, device: str) -> float:
     from medgemma.prompt import chat_template
     from tests.support.tiny_model import BOI_ID, BOS_ID, EOI_ID, IMAGE_TOKEN_ID, PAD_ID, build_tokenizer
 
-    tokenizer = build_tokenizer()  # byte-level, Gemma 3's special tokens: ids differ, shapes do not
+    if (DEMO_WEIGHTS / "tokenizer.json").is_file():  # Gemma 3's own tokenizer: real prompt lengths
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(DEMO_WEIGHTS)
+        ids = {"image_token_index": tokenizer.image_token_id, "boi_token_index": tokenizer.convert_tokens_to_ids(
+            "<start_of_image>"), "eoi_token_index": tokenizer.convert_tokens_to_ids("<end_of_image>"),
+            "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    else:  # byte-level with Gemma 3's special tokens: prompts are about 4 times longer in tokens
+        tokenizer = build_tokenizer()
+        ids = {"image_token_index": IMAGE_TOKEN_ID, "boi_token_index": BOI_ID, "eoi_token_index": EOI_ID,
+               "bos_token_id": BOS_ID, "pad_token_id": PAD_ID}
+    print(f"tokenizer: {'Gemma 3 (from the demo weights)' if len(tokenizer) > 1000 else 'byte-level'}")
     config = Gemma3Config(
         text_config=TINY_TEXT if tiny else MEDGEMMA_TEXT, vision_config=TINY_VISION if tiny else MEDGEMMA_VISION,
-        mm_tokens_per_image=IMAGE_TOKENS, image_token_index=IMAGE_TOKEN_ID, boi_token_index=BOI_ID,
-        eoi_token_index=EOI_ID, eos_token_id=[], bos_token_id=BOS_ID, pad_token_id=PAD_ID,
+        mm_tokens_per_image=IMAGE_TOKENS, eos_token_id=[], **ids,
     )
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     torch.manual_seed(0)

@@ -80,6 +80,7 @@ def main() -> None:
     print(f"  overhead           : {100 * (our_median / raw_median - 1):+.2f} %  (ratio {our_median / raw_median:.4f})")
     print(f"  outputs identical  : {identical}")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB")
+    service.close()
 
 
 if __name__ == "__main__":

@@ -104,8 +104,10 @@ def main() -> None:
             inputs["image"] = image
         requests.append(inputs)
 
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as logs, \
             running_server(Path(logs), COG_MAX_CONCURRENCY=str(args.requests)) as server:
+        print(f"server start to READY (guard, demo model, warm-up on every path): {time.monotonic() - started:.1f} s")
         one(server, requests[0])  # warm the server's paths once
         sequential, sequential_seconds = run_all(server, requests, concurrent=False)
         concurrent, concurrent_seconds = run_all(server, requests, concurrent=True)

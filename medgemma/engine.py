@@ -114,6 +114,9 @@ def _available_ram() -> int:
     return 4 * 2**30
 
 
+CPU_CONTINUOUS_TOKENS = 16_384  # KV tokens for continuous batching on a CPU (8 requests of 2,048)
+
+
 class Engine:
     """A loaded Gemma 3 model and processor, serving any number of concurrent requests."""
 
@@ -134,7 +137,12 @@ class Engine:
         if self.settings.continuous:
             self.forward_lock = serialize_forward(model)
             capacity //= 2  # half for the continuous batching manager's own cache
-            continuous = Continuous(model, stop_ids=self.stop_ids, budget_tokens=capacity,
+            managed = capacity
+            if device == "cpu":
+                # The manager's paged attention on CPU keeps per-token buffers several times the
+                # cache itself (measured: ~140 KB a token on the demo model): keep it modest.
+                managed = min(capacity, CPU_CONTINUOUS_TOKENS)
+            continuous = Continuous(model, stop_ids=self.stop_ids, budget_tokens=managed,
                                     max_batch=self.settings.max_batch)
         self.scheduler = Scheduler(
             model, stop_ids=self.stop_ids, pad_id=self._pad_id(), budget=KvBudget(capacity),

@@ -1,5 +1,7 @@
 """The embedded demo model, built from its package exactly as `make serve` does on a fresh machine."""
 
+import threading
+
 import pytest
 
 from medgemma.config import ServiceConfig
@@ -15,7 +17,8 @@ from tests.support.images import png_bytes
 def demo_service(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
     build_demo_model(root / "demo-gemma3-270m")
-    return load_service(ServiceConfig(weights_root=root, device="cpu"))
+    with load_service(ServiceConfig(weights_root=root, device="cpu")) as service:
+        yield service  # closed after: the batching threads stop, so the test process can exit
 
 
 @pytest.mark.slow
@@ -47,3 +50,33 @@ def test_strict_mode_refuses_the_demo(demo_service):
 
     with pytest.raises(WeightsError, match="demo model"):
         load_service(ServiceConfig(weights_path=demo_service.weights.path, strict=True))
+
+
+def _concurrently(engine, requests) -> tuple[list[str], list]:
+    generations = [engine.generate(request) for request in requests]
+    texts = [""] * len(requests)
+    threads = [threading.Thread(target=lambda i=i: texts.__setitem__(i, "".join(generations[i])))
+               for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return texts, [g.stats for g in generations]
+
+
+@pytest.mark.slow
+def test_demo_answers_batched_are_the_answers_alone(demo_service):
+    """Real weights (clear margins between tokens): greedy text through continuous batching, and
+    image requests batched in one vision pass, give each request the answer it gets alone."""
+    engine = demo_service.engine
+    assert engine.scheduler.continuous is not None and engine.scheduler.continuous.failed is None
+    text = [GenerationRequest(prompt=p, max_new_tokens=n) for p, n in [
+        ("What is the function of the kidney?", 12), ("Name three bones of the arm.", 20),
+        ("Explain what a vaccine does.", 8), ("What does the liver do?", 16)]]
+    images = [GenerationRequest(prompt=f"Describe image {i} for a teaching slide.", max_new_tokens=6 + 3 * i,
+                                image=png_bytes((200 + 40 * i, 160), (40 * i, 90, 200))) for i in range(3)]
+    for requests in (text, images):
+        solo = ["".join(engine.generate(request)) for request in requests]
+        texts, stats = _concurrently(engine, requests)
+        assert texts == solo
+    assert engine.scheduler.continuous.failed is None
