@@ -6,25 +6,15 @@ are rewritten before sending so the server never fetches anything but loopback o
 
 from __future__ import annotations
 
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.support.images import data_url, png_bytes
-from tests.support.server import running_server
 
 EXAMPLES = 120
 INTERNAL = "internal error"
 LOOPBACK_IMAGES = [None, data_url(png_bytes((24, 24))), "data:image/png;base64,AAAA", "http://127.0.0.1:9/none.png"]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_weights, tmp_path_factory):
-    env = {"MEDGEMMA_WEIGHTS": str(tiny_weights), "MEDGEMMA_STRICT": "1", "MEDGEMMA_DEVICE": "cpu",
-           "COG_MAX_CONCURRENCY": "4"}
-    with running_server(tmp_path_factory.mktemp("fuzz"), **env) as server:
-        yield server
 
 
 def _keep_on_loopback(case) -> None:

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from medgemma.config import REPO_ROOT
-from tests.support.server import running_server
 
 README = (REPO_ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(bash|python)\n(.*?)```", README, flags=re.DOTALL)
@@ -40,14 +39,6 @@ def workdir(tmp_path_factory):
     Image.fromarray(pixels).save(folder / "xray.png")
     assert (folder / "xray.png").stat().st_size > 512 * 1024
     return folder
-
-
-@pytest.fixture(scope="module")
-def server(tiny_weights, tmp_path_factory):
-    env = {"MEDGEMMA_WEIGHTS": str(tiny_weights), "MEDGEMMA_STRICT": "1", "MEDGEMMA_DEVICE": "cpu",
-           "COG_MAX_CONCURRENCY": "2"}
-    with running_server(tmp_path_factory.mktemp("readme-server"), **env) as server:
-        yield server
 
 
 def run(command: list[str], cwd, env=None) -> str:

@@ -23,29 +23,9 @@ from PIL import Image, PngImagePlugin
 
 from medgemma import request as limits
 from tests.support.images import data_url, encode, png_bytes
-from tests.support.server import Server, running_server
+from tests.support.server import CONCURRENCY, ENDLESS, Server, model_env, running_server
 
-CONCURRENCY = 4
 INTERNAL = "internal error"
-ENDLESS = {"prompt": "Describe this image for a teaching slide, word by word.", "image": data_url(png_bytes((32, 32))),
-           "max_new_tokens": 4000}
-
-
-def model_env(tiny_weights, **extra) -> dict[str, str]:
-    return {"MEDGEMMA_WEIGHTS": str(tiny_weights), "MEDGEMMA_STRICT": "1", "MEDGEMMA_DEVICE": "cpu", **extra}
-
-
-@pytest.fixture(scope="module")
-def server(tiny_long_weights, tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("robust"),
-                        **model_env(tiny_long_weights, COG_MAX_CONCURRENCY=str(CONCURRENCY))) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sequential_server(tiny_long_weights, tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("robust-seq"), **model_env(tiny_long_weights)) as server:
-        yield server
 
 
 # -- bad inputs ------------------------------------------------------------------------------------

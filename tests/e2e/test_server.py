@@ -19,33 +19,7 @@ from medgemma.request import MAX_IMAGES
 from tests.support.dicom_files import CT, MR_JPEG2000, dicom_bytes, patient_identifiers
 from tests.support.faulty_predict import SECRET
 from tests.support.images import data_url, png_bytes
-from tests.support.server import running_server
-
-CONCURRENCY = 4
-# The tiny model answers this with one token repeated, never ending its turn: a long generation.
-ENDLESS = {"prompt": "Describe this image for a teaching slide, word by word.", "image": data_url(png_bytes((32, 32))),
-           "max_new_tokens": 4000}
-
-
-def model_env(tiny_weights, **extra) -> dict[str, str]:
-    """The tiny model (with an 8,192-token context) in production mode on the CPU."""
-    return {"MEDGEMMA_WEIGHTS": str(tiny_weights), "MEDGEMMA_STRICT": "1", "MEDGEMMA_DEVICE": "cpu", **extra}
-
-
-@pytest.fixture(scope="module")
-def server(tiny_long_weights, tmp_path_factory):
-    """As `make serve` runs it: several predictions at once."""
-    with running_server(tmp_path_factory.mktemp("server"),
-                        **model_env(tiny_long_weights, COG_MAX_CONCURRENCY=str(CONCURRENCY))) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sequential_server(tiny_long_weights, tmp_path_factory):
-    """One prediction at a time: the shape in which a cancel reaches the generation."""
-    with running_server(tmp_path_factory.mktemp("sequential"), **model_env(tiny_long_weights)) as server:
-        yield server
-
+from tests.support.server import CONCURRENCY, ENDLESS, model_env, running_server
 
 @pytest.fixture()
 def idle(server):

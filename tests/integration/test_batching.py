@@ -65,15 +65,21 @@ def wait_queued(engine, count: int, seconds: float = 60) -> None:
         time.sleep(0.01)
 
 
-def concurrently(engine, requests, *, behind_a_blocker: bool = True):
-    """Start every request at once (queued behind a blocker, so they batch), return generations."""
-    blocker = Blocker(engine) if behind_a_blocker else None
+def start_reading(engine, requests) -> tuple[list, dict[int, str], list[threading.Thread]]:
+    """Generations for `requests`, each read to the end by its own thread into `texts`."""
     generations = [engine.generate(request) for request in requests]
     texts: dict[int, str] = {}
     threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, "".join(g)))
                for i, g in enumerate(generations)]
     for thread in threads:
         thread.start()
+    return generations, texts, threads
+
+
+def concurrently(engine, requests, *, behind_a_blocker: bool = True):
+    """Start every request at once (queued behind a blocker, so they batch), return generations."""
+    blocker = Blocker(engine) if behind_a_blocker else None
+    generations, texts, threads = start_reading(engine, requests)
     if blocker is not None:
         continuous = engine.scheduler.continuous is not None  # greedy text goes there, not to the queue
         wait_queued(engine, sum(not continuous or bool(r.images) for r in requests))
@@ -101,12 +107,7 @@ def test_continuously_batched_text_requests_answer_as_they_do_alone(engine):
     companion = iter(engine.generate(GenerationRequest(prompt="Recite the alphabet.", max_new_tokens=3000), stop))
     next(companion)
     with engine.forward_lock:  # the manager waits at its next step while the requests are queued
-        generations = [engine.generate(request) for request in requests]
-        texts: dict[int, str] = {}
-        threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, "".join(g)))
-                   for i, g in enumerate(generations)]
-        for thread in threads:
-            thread.start()
+        generations, texts, threads = start_reading(engine, requests)
         deadline = time.monotonic() + 60
         while len(engine.scheduler.continuous._jobs) < len(requests) + 1:
             assert time.monotonic() < deadline, "requests were not queued"

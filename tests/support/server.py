@@ -16,8 +16,18 @@ from pathlib import Path
 import requests
 
 from medgemma.config import REPO_ROOT
+from tests.support.images import data_url, png_bytes
 
 STARTUP_SECONDS = 180
+CONCURRENCY = 4
+# The tiny model answers this with one token repeated, never ending its turn: a long generation.
+ENDLESS = {"prompt": "Describe this image for a teaching slide, word by word.", "image": data_url(png_bytes((32, 32))),
+           "max_new_tokens": 4000}
+
+
+def model_env(tiny_weights, **extra) -> dict[str, str]:
+    """The tiny model in production mode on the CPU."""
+    return {"MEDGEMMA_WEIGHTS": str(tiny_weights), "MEDGEMMA_STRICT": "1", "MEDGEMMA_DEVICE": "cpu", **extra}
 
 
 def free_port() -> int:
