@@ -147,6 +147,7 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
         self._closed = False
+        self.groups_started = 0  # batches taken from the queue so far (for logs and tests)
         self._thread = threading.Thread(target=self._loop, name="medgemma-scheduler", daemon=True)
         self._thread.start()
 
@@ -180,6 +181,7 @@ class Scheduler:
                         job.sink.fail(RuntimeError("the engine is shutting down"))
                     return
                 group = self._next_group()
+                self.groups_started += bool(group)
             if not group:
                 time.sleep(0.01)  # the budget is full: wait for a running request to finish
                 continue

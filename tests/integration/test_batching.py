@@ -10,6 +10,7 @@ from medgemma.config import EngineSettings
 from medgemma.loader import load_engine
 from medgemma.request import MAX_NEW_TOKENS_LIMIT, GenerationRequest
 from medgemma.weights import ResolvedWeights, WeightsKind
+from tests.support.batching import continuously_together, start_reading
 from tests.support.images import png_bytes
 
 TEXT_PROMPTS = ["Name the bones of the hand.", "Count to ten, slowly and in full words please.", "Hi.",
@@ -65,17 +66,6 @@ def wait_queued(engine, count: int, seconds: float = 60) -> None:
         time.sleep(0.01)
 
 
-def start_reading(engine, requests) -> tuple[list, dict[int, str], list[threading.Thread]]:
-    """Generations for `requests`, each read to the end by its own thread into `texts`."""
-    generations = [engine.generate(request) for request in requests]
-    texts: dict[int, str] = {}
-    threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, "".join(g)))
-               for i, g in enumerate(generations)]
-    for thread in threads:
-        thread.start()
-    return generations, texts, threads
-
-
 def concurrently(engine, requests, *, behind_a_blocker: bool = True):
     """Start every request at once (queued behind a blocker, so they batch), return generations."""
     blocker = Blocker(engine) if behind_a_blocker else None
@@ -98,26 +88,21 @@ def test_batched_image_requests_answer_as_they_do_alone(engine):
     assert [g.stats.max_new_tokens for g in generations] == [8, 11, 14, 17]
 
 
-def test_continuously_batched_text_requests_answer_as_they_do_alone(engine):
+@pytest.fixture(scope="module")
+def continuous_engine(tiny_weights):
+    """With the optional continuous batching of greedy text (MEDGEMMA_CONTINUOUS_BATCHING=1)."""
+    engine = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
+                         EngineSettings(max_batch=8, kv_cache_tokens=32_768, continuous=True))
+    yield engine
+    engine.close()
+
+
+def test_continuously_batched_text_requests_answer_as_they_do_alone(continuous_engine):
+    engine = continuous_engine
     requests = [GenerationRequest(prompt=p, max_new_tokens=10 + 5 * i) for i, p in enumerate(TEXT_PROMPTS)]
     solo = [alone(engine, request) for request in requests]
-    # Every request joins the manager's batch at the same step, beside a long one that outlives
-    # them, whatever the machine's load: the batch's makeup, and so its rounding, is always the same.
-    stop = threading.Event()
-    companion = iter(engine.generate(GenerationRequest(prompt="Recite the alphabet.", max_new_tokens=3000), stop))
-    next(companion)
-    with engine.forward_lock:  # the manager waits at its next step while the requests are queued
-        generations, texts, threads = start_reading(engine, requests)
-        deadline = time.monotonic() + 60
-        while len(engine.scheduler.continuous._jobs) < len(requests) + 1:
-            assert time.monotonic() < deadline, "requests were not queued"
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(timeout=120)
-    stop.set()
-    for _ in companion:
-        pass
-    assert [texts[i] for i in range(len(requests))] == solo
+    generations, texts = continuously_together(engine, requests)
+    assert texts == solo
     assert {g.stats.batch_size for g in generations} == {0}  # continuous batching
 
 

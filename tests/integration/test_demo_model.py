@@ -1,7 +1,5 @@
 """The embedded demo model, built from its package exactly as `make serve` does on a fresh machine."""
 
-import threading
-
 import pytest
 
 from medgemma.config import ServiceConfig
@@ -10,6 +8,7 @@ from medgemma.policy import DEMO_NOTICE
 from medgemma.loader import load_service
 from medgemma.request import GenerationRequest
 from medgemma.weights import WeightsKind, weights_kind
+from tests.support.batching import batched_together
 from tests.support.images import png_bytes
 
 
@@ -52,24 +51,11 @@ def test_strict_mode_refuses_the_demo(demo_service):
         load_service(ServiceConfig(weights_path=demo_service.weights.path, strict=True))
 
 
-def _concurrently(engine, requests) -> tuple[list[str], list]:
-    generations = [engine.generate(request) for request in requests]
-    texts = [""] * len(requests)
-    threads = [threading.Thread(target=lambda i=i: texts.__setitem__(i, "".join(generations[i])))
-               for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    return texts, [g.stats for g in generations]
-
-
 @pytest.mark.slow
 def test_demo_answers_batched_are_the_answers_alone(demo_service):
-    """Real weights (clear margins between tokens): greedy text through continuous batching, and
-    image requests batched in one vision pass, give each request the answer it gets alone."""
+    """Real weights: text requests of different lengths, and image requests (one vision pass),
+    decoded as one batch give each request the answer it gets alone."""
     engine = demo_service.engine
-    assert engine.scheduler.continuous is not None and engine.scheduler.continuous.failed is None
     text = [GenerationRequest(prompt=p, max_new_tokens=n) for p, n in [
         ("What is the function of the kidney?", 12), ("Name three bones of the arm.", 20),
         ("Explain what a vaccine does.", 8), ("What does the liver do?", 16)]]
@@ -77,6 +63,6 @@ def test_demo_answers_batched_are_the_answers_alone(demo_service):
                                 image=png_bytes((200 + 40 * i, 160), (40 * i, 90, 200))) for i in range(3)]
     for requests in (text, images):
         solo = ["".join(engine.generate(request)) for request in requests]
-        texts, stats = _concurrently(engine, requests)
+        generations, texts = batched_together(engine, requests)
         assert texts == solo
-    assert engine.scheduler.continuous.failed is None
+        assert {g.stats.batch_size for g in generations} == {len(requests)}
