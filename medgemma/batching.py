@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,10 @@ class KvBudget:
             self.used_tokens -= job.tokens_needed
 
 
+# The longest a batch about to start waits for requests announced but not yet submitted.
+GATHER_SECONDS = 0.5
+
+
 class Scheduler:
     """Owns the model's decoding: routes each job, groups compatible ones, runs them."""
 
@@ -148,6 +153,7 @@ class Scheduler:
         self._wake = threading.Condition()
         self._closed = False
         self.groups_started = 0  # batches taken from the queue so far (for logs and tests)
+        self._announced = 0  # requests on their way here (being screened or prepared)
         self._thread = threading.Thread(target=self._loop, name="medgemma-scheduler", daemon=True)
         self._thread.start()
 
@@ -159,7 +165,7 @@ class Scheduler:
             return
         with self._wake:
             self._waiting.append(job)
-            self._wake.notify()
+            self._wake.notify_all()
 
     def close(self) -> None:
         with self._wake:
@@ -180,6 +186,7 @@ class Scheduler:
                     for job in self._waiting:
                         job.sink.fail(RuntimeError("the engine is shutting down"))
                     return
+                self._gather()
                 group = self._next_group()
                 self.groups_started += bool(group)
             if not group:
@@ -190,6 +197,31 @@ class Scheduler:
             finally:
                 for job in group:
                     self.budget.release(job)
+
+    def announce(self) -> Callable[[], None]:
+        """Say a request is on its way (its prompt is being screened, its images read); returns the
+        function to call once it is submitted or will not be. A batch about to start waits for
+        announced requests, at most GATHER_SECONDS, so that a burst of predictions decodes together
+        instead of the first alone and the rest after it."""
+        with self._wake:
+            self._announced += 1
+        done = threading.Event()
+
+        def arrived() -> None:
+            if not done.is_set():
+                done.set()
+                with self._wake:
+                    self._announced -= 1
+                    self._wake.notify_all()
+
+        return arrived
+
+    def _gather(self) -> None:
+        """Wait (holding `_wake`) while announced requests may still join the batch about to start."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        while (self._announced > 0 and self._waiting and len(self._waiting) < self.max_batch
+               and not self._waiting[0].alone and (left := deadline - time.monotonic()) > 0):
+            self._wake.wait(left)
 
     def _next_group(self) -> list[Job]:
         """The oldest waiting job and the compatible ones behind it, within the budget (FIFO head first)."""

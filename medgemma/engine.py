@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,7 +75,12 @@ class Generation:
 class TextEngine(Protocol):
     """What the service needs from a model; tests use fakes that implement it."""
 
-    def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation: ...
+    def announce(self) -> Callable[[], None]:
+        """A request is on its way (being screened): returns what to call when it is submitted or dropped."""
+        ...
+
+    def generate(self, request: GenerationRequest, stop: threading.Event | None = None,
+                 arrived: Callable[[], None] | None = None) -> Generation: ...
 
 
 def stop_token_ids(generation_config, tokenizer) -> frozenset[int]:
@@ -170,12 +176,36 @@ class Engine:
         segments = chat_segments(request.prompt, system_prompt=request.system_prompt, image_count=len(images))
         return model_inputs(self.tokens.encode(segments), images, self.tokens, self.processor.image_processor)
 
-    def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation:
-        stats = GenerationStats()
-        return Generation(pieces=self._run(request, stop or threading.Event(), stats), stats=stats)
+    def announce(self) -> Callable[[], None]:
+        return self.scheduler.announce()
 
-    def _run(self, request: GenerationRequest, stop: threading.Event, stats: GenerationStats) -> Iterator[str]:
+    def generate(self, request: GenerationRequest, stop: threading.Event | None = None,
+                 arrived: Callable[[], None] | None = None) -> Generation:
+        """The request's generation, started when first read. `arrived` (from `announce`) is called
+        once it is submitted, or fails before, or is never read."""
+        stats = GenerationStats()
+        pieces = self._run(request, stop or threading.Event(), stats, arrived or (lambda: None))
+        if arrived is not None:
+            weakref.finalize(pieces, arrived)  # a generation nobody reads never holds a batch back
+        return Generation(pieces=pieces, stats=stats)
+
+    def _run(self, request: GenerationRequest, stop: threading.Event, stats: GenerationStats,
+             arrived: Callable[[], None]) -> Iterator[str]:
         started = time.perf_counter()
+        try:
+            job = self._submit(request, stop, stats)
+        finally:
+            arrived()  # submitted, or refused before: either way, no batch waits for it any longer
+        try:
+            yield from job.sink.pieces()
+        finally:
+            # Reached on normal end, on an error, and when the reader is closed or canceled: the
+            # request stops (its sink is done) and the stats say how far it got.
+            stop.set()
+            _ = job.sink.done
+            self._record(stats, job, started)
+
+    def _submit(self, request: GenerationRequest, stop: threading.Event, stats: GenerationStats) -> Job:
         inputs = self.prepare(request)
         stats.input_tokens = int(inputs["input_ids"].shape[1])
         room = self.max_context - stats.input_tokens
@@ -188,15 +218,8 @@ class Engine:
                          deadline=time.monotonic() + self.settings.max_seconds)
         sampling = Sampling() if request.greedy else Sampling(request.temperature, request.top_p, request.top_k)
         job = Job(inputs=inputs, sampling=sampling, seed=stats.seed, sink=sink)
-        try:
-            self.scheduler.submit(job)
-            yield from sink.pieces()
-        finally:
-            # Reached on normal end, on an error, and when the reader is closed or canceled: the
-            # request stops (its sink is done) and the stats say how far it got.
-            stop.set()
-            _ = sink.done
-            self._record(stats, job, started)
+        self.scheduler.submit(job)
+        return job
 
     @staticmethod
     def _record(stats: GenerationStats, job: Job, started: float) -> None:

@@ -78,11 +78,13 @@ class Service:
         self.model_name = weights.path.name if weights is not None else "unknown"
 
     def answer(self, request: GenerationRequest, stop: threading.Event | None = None) -> Answer:
+        arrived = self.engine.announce()  # requests screened at the same moment can share a batch
         verdict = self.screen(request)
         answer = Answer(verdict=verdict, model_name=self.model_name, image_count=len(request.images))
         if verdict.allowed:
-            answer.pieces = self._generate(request, stop, answer)
+            answer.pieces = self._generate(request, stop, answer, arrived)
         else:
+            arrived()
             answer.pieces = iter([policy.refusal(language=verdict.language, emergency=verdict.emergency)])
         return answer
 
@@ -120,10 +122,11 @@ class Service:
             logger.error("guard failed with %s; refusing the request", type(error).__name__)
             return guard.Verdict(allowed=False, category=guard.GUARD_ERROR, reason=guard.REASONS[guard.GUARD_ERROR])
 
-    def _generate(self, request: GenerationRequest, stop: threading.Event | None, answer: Answer) -> Iterator[str]:
+    def _generate(self, request: GenerationRequest, stop: threading.Event | None, answer: Answer,
+                  arrived: Callable[[], None]) -> Iterator[str]:
         """Generation starts at the first piece read, so the verdict is known (and reported) first."""
         with _internal_errors():
-            answer.generation = self.engine.generate(request, stop)
+            answer.generation = self.engine.generate(request, stop, arrived)
             yield from answer.generation
         yield policy.footer(demo_notice=self.demo_notice)
 

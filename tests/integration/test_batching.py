@@ -9,8 +9,10 @@ import pytest
 from medgemma.config import EngineSettings
 from medgemma.loader import load_engine
 from medgemma.request import MAX_NEW_TOKENS_LIMIT, GenerationRequest
+from medgemma.service import Service
 from medgemma.weights import ResolvedWeights, WeightsKind
 from tests.support.batching import continuously_together, start_reading
+from tests.support.fakes import FakeGuard
 from tests.support.images import png_bytes
 
 TEXT_PROMPTS = ["Name the bones of the hand.", "Count to ten, slowly and in full words please.", "Hi.",
@@ -232,3 +234,30 @@ def test_requests_with_several_images_batch_with_single_image_ones(engine):
     generations, texts = concurrently(engine, requests)
     assert texts == solo
     assert {g.stats.batch_size for g in generations} == {2}
+
+
+def test_a_burst_screened_one_after_another_still_decodes_as_one_batch(engine):
+    """Screening spreads a burst over time (one guard call after another); the batch about to
+    start waits for the requests still being screened instead of starting with the first alone."""
+    service = Service(engine, screen=FakeGuard(seconds=0.05))
+    guard_lock = threading.Lock()  # one screening at a time, as on a busy 2-core machine
+    screen = service._screen
+    service._screen = lambda *args, **kwargs: _one_at_a_time(guard_lock, screen, *args, **kwargs)
+    requests = [image_request(i, max_new_tokens=5) for i in range(4)]
+    answers = [None] * 4
+
+    def run(index: int) -> None:
+        answers[index] = service.answer(requests[index])
+        "".join(answers[index])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [a.generation.stats.batch_size for a in answers] == [4, 4, 4, 4]
+
+
+def _one_at_a_time(lock, screen, *args, **kwargs):
+    with lock:
+        return screen(*args, **kwargs)

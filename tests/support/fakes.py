@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from medgemma.engine import Generation, GenerationStats
@@ -19,8 +20,19 @@ class FakeEngine:
         self.fail_after = fail_after
         self.error = error or RuntimeError("boom")
         self.requests: list[GenerationRequest] = []
+        self.announced = self.arrived = 0
 
-    def generate(self, request: GenerationRequest, stop: threading.Event | None = None) -> Generation:
+    def announce(self):
+        self.announced += 1
+        return self._arrived
+
+    def _arrived(self) -> None:
+        self.arrived += 1
+
+    def generate(self, request: GenerationRequest, stop: threading.Event | None = None,
+                 arrived=None) -> Generation:
+        if arrived is not None:
+            arrived()
         self.requests.append(request)
         stats = GenerationStats(input_tokens=7, max_new_tokens=request.max_new_tokens)
         return Generation(pieces=self._run(stats), stats=stats)
@@ -36,12 +48,14 @@ class FakeEngine:
 class FakeGuard:
     """A guard `screen` that returns a fixed verdict and records what it was asked."""
 
-    def __init__(self, verdict: Verdict | None = None):
+    def __init__(self, verdict: Verdict | None = None, *, seconds: float = 0.0):
         self.verdict = verdict or Verdict(True, ALLOWED_EDUCATION, REASONS[ALLOWED_EDUCATION], score=0.1, language="en")
+        self.seconds = seconds  # how long screening takes, as the real guard's embedding does
         self.calls: list[tuple[str, str | None, bool]] = []
 
     def __call__(self, prompt: str, *, system_prompt: str | None = None, has_image: bool = False) -> Verdict:
         self.calls.append((prompt, system_prompt, has_image))
+        time.sleep(self.seconds)
         return self.verdict
 
 

@@ -95,3 +95,11 @@ def test_every_refusal_text_names_the_fix_and_emergency_text_is_distinct(languag
     texts = policy.REFUSALS[language]
     assert texts.refusal and texts.emergency and texts.refusal != texts.emergency
     assert any(ch.isdigit() for ch in texts.emergency)  # an emergency number
+
+
+def test_every_announced_request_arrives_whether_refused_or_answered():
+    """The engine holds a starting batch for announced requests: each must say it arrived."""
+    engine = FakeEngine()
+    list(service(engine).answer(GenerationRequest(prompt=ALLOWED)))
+    list(service(engine, refusing(guard.DOSING)).answer(GenerationRequest(prompt=CLINICAL)))
+    assert engine.announced == engine.arrived == 2
