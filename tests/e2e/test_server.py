@@ -162,8 +162,8 @@ def test_cancel_in_concurrent_mode_ends_that_prediction_only(idle):
     worker = threading.Thread(target=run)
     worker.start()
     time.sleep(1.0)
-    other = idle.predict(prompt="Define a tendon.", max_new_tokens=5).json()
     assert requests.post(f"{idle.url}/predictions/{prediction_id}/cancel", timeout=10).status_code == 200
+    other = idle.predict(prompt="Define a tendon.", max_new_tokens=5).json()
     worker.join(timeout=120)
     assert result["body"]["status"] == "canceled"
     assert other["status"] == "succeeded"
