@@ -1,12 +1,15 @@
 """Concurrent vs one-after-another predictions through the real Cog server, measured in one run.
 
-    python bench/serving.py [--requests 8] [--tokens 48] [--image]
+    python bench/serving.py [--requests 8] [--tokens 48] [--image] [--stagger SECONDS]
 
 Starts `python -m cog.server.http` on loopback with predict.py on the demo model (CPU) and
 `COG_MAX_CONCURRENCY=<requests>`, then sends the same N greedy predictions (different prompts
 and lengths) twice over server-sent events: one after another, then all at once. Prints the
 aggregate tokens/s of each and their ratio, time to first token p50/p95 as the client sees it,
-and whether every answer is identical between the two runs. Needs the demo model (make demo).
+and whether every answer is identical between the two runs. With `--stagger S`, the concurrent
+run starts request i at i·S seconds instead of all at once: requests then arrive while others
+decode (what continuous batching, MEDGEMMA_CONTINUOUS_BATCHING=1, is for). Needs the demo model
+(make demo).
 """
 
 from __future__ import annotations
@@ -71,11 +74,13 @@ def one(server: Server, inputs: dict) -> dict:
             "batch_size": final["metrics"].get("batch_size")}
 
 
-def run_all(server: Server, requests: list[dict], concurrent: bool) -> tuple[list[dict], float]:
+def run_all(server: Server, requests: list[dict], concurrent: bool,
+            stagger: float = 0.0) -> tuple[list[dict], float]:
     results: list[dict | None] = [None] * len(requests)
     started = time.monotonic()
     if concurrent:
         def work(index: int) -> None:
+            time.sleep(index * stagger)
             results[index] = one(server, requests[index])
 
         threads = [threading.Thread(target=work, args=(i,)) for i in range(len(requests))]
@@ -94,6 +99,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=48, help="max_new_tokens of the longest request")
     parser.add_argument("--image", action="store_true", help="every request carries an image")
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="seconds between the starts of the concurrent requests (default: all at once)")
     args = parser.parse_args()
 
     image = demo_image() if args.image else None
@@ -110,7 +117,7 @@ def main() -> None:
         print(f"server start to READY (guard, demo model, warm-up on every path): {time.monotonic() - started:.1f} s")
         one(server, requests[0])  # warm the server's paths once
         sequential, sequential_seconds = run_all(server, requests, concurrent=False)
-        concurrent, concurrent_seconds = run_all(server, requests, concurrent=True)
+        concurrent, concurrent_seconds = run_all(server, requests, concurrent=True, stagger=args.stagger)
 
     def report(name: str, results: list[dict], seconds: float) -> float:
         tokens = sum(r["tokens"] for r in results)
@@ -124,10 +131,11 @@ def main() -> None:
     print(f"{args.requests} {kind} greedy predictions (max_new_tokens {args.tokens - 12}..{args.tokens}), demo model, "
           "CPU, real Cog server, server-sent events:")
     sequential_rate = report("one at a time", sequential, sequential_seconds)
-    concurrent_rate = report("all at once", concurrent, concurrent_seconds)
+    concurrent_rate = report(f"{args.stagger:g} s apart" if args.stagger else "all at once", concurrent,
+                             concurrent_seconds)
     batch_sizes = sorted({r["batch_size"] for r in concurrent if r["batch_size"] is not None})
     identical = sum(a["text"] == b["text"] for a, b in zip(sequential, concurrent, strict=True))
-    print(f"  aggregate tokens/s ratio (all at once / one at a time): {concurrent_rate / sequential_rate:.2f}x")
+    print(f"  aggregate tokens/s ratio (concurrent / one at a time): {concurrent_rate / sequential_rate:.2f}x")
     print(f"  batch sizes seen when concurrent: {batch_sizes or 'continuous batching'}")
     print(f"  identical answers: {identical}/{len(requests)}")
 

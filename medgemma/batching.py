@@ -6,7 +6,9 @@ Three paths, one owner thread each:
 - *batched*: requests with images, or that sample, are grouped with the others waiting for the
   same settings and run as one left-padded `generate` (all their images in one vision-tower pass);
 - *alone*: a request with a fixed seed (its random draws must not depend on its neighbours) runs by
-  itself, through the compiled static-cache path where that is on (CUDA).
+  itself, through the compiled static-cache path where that is on (CUDA). Where it is on, a greedy
+  text request that finds the model idle runs there too: at batch 1 the compiled path is faster,
+  and requests arriving meanwhile join the continuous batch.
 The last two share the scheduler thread: one long-lived inference thread, as compiled CUDA graphs
 require. Every path delivers tokens to the request's `TokenSink`, which decides when it is done.
 
@@ -153,6 +155,7 @@ class Scheduler:
         self._wake = threading.Condition()
         self._closed = False
         self.groups_started = 0  # batches taken from the queue so far (for logs and tests)
+        self._running = 0  # jobs in the group decoding now
         self._announced = 0  # requests on their way here (being screened or prepared)
         self._thread = threading.Thread(target=self._loop, name="medgemma-scheduler", daemon=True)
         self._thread.start()
@@ -161,11 +164,23 @@ class Scheduler:
         self.budget.check(job)
         job.submitted_at = time.perf_counter()
         job.alone = job.alone or job.seed is not None
-        if self.continuous is not None and self.continuous.accepts(job) and self.continuous.submit(job):
-            return
+        if self.continuous is not None and self.continuous.accepts(job):
+            with self._wake:
+                if self._compiled_and_idle(job):
+                    job.alone = True
+                    self._waiting.append(job)
+                    self._wake.notify_all()
+                    return
+            if self.continuous.submit(job):
+                return
         with self._wake:
             self._waiting.append(job)
             self._wake.notify_all()
+
+    def _compiled_and_idle(self, job: Job) -> bool:
+        """Whether `job` should decode alone on the compiled path: it is on, and nothing else runs."""
+        return (self.static_cache_len is not None and job.tokens_needed <= self.static_cache_len
+                and not self._waiting and not self._running and not self.continuous.busy())
 
     def close(self) -> None:
         with self._wake:
@@ -189,6 +204,7 @@ class Scheduler:
                 self._gather()
                 group = self._next_group()
                 self.groups_started += bool(group)
+                self._running = len(group)
             if not group:
                 time.sleep(0.01)  # the budget is full: wait for a running request to finish
                 continue
@@ -197,6 +213,8 @@ class Scheduler:
             finally:
                 for job in group:
                     self.budget.release(job)
+                with self._wake:
+                    self._running = 0
 
     def announce(self) -> Callable[[], None]:
         """Say a request is on its way (its prompt is being screened, its images read); returns the
@@ -353,6 +371,11 @@ class Continuous:
 
     def accepts(self, job: Job) -> bool:
         return self.failed is None and job.sampling.greedy and not job.alone and not job.has_images
+
+    def busy(self) -> bool:
+        """Whether the manager holds requests (running or about to)."""
+        with self._lock:
+            return bool(self._jobs)
 
     def submit(self, job: Job) -> bool:
         """Hand `job` to the manager; False if the manager can no longer take it (send it elsewhere)."""

@@ -35,9 +35,9 @@ class EngineSettings:
     context_tokens: int = 8192  # prompt + answer, at most (and the static cache's length)
     kv_cache_tokens: int | None = None  # None: from the memory free after loading
     memory_fraction: float = 0.8  # of that free memory, for the KV cache
-    # Greedy text through transformers' continuous batching: off by default, because on the demo
-    # model its answers differed from the same requests alone (tests/integration/test_demo_model.py).
-    continuous: bool = False
+    # Greedy text through transformers' continuous batching: a request joins the running batch at
+    # the next step (README.md, "Serving").
+    continuous: bool = True
     compile: bool | None = None  # lone requests decode compiled with a static cache; None: on CUDA only
     max_seconds: float = 600.0  # a prediction's deadline: the cap on a run nobody can cancel
     warm_up: bool = True  # decode once on every path at setup
@@ -62,7 +62,7 @@ class EngineSettings:
             max_batch=number(ENV_MAX_BATCH, int, cls.max_batch),
             context_tokens=number(ENV_CONTEXT_TOKENS, int, cls.context_tokens),
             kv_cache_tokens=number(ENV_KV_CACHE_TOKENS, int, None),
-            continuous=_parse_bool(ENV_CONTINUOUS, env.get(ENV_CONTINUOUS, "0")),
+            continuous=_parse_bool(ENV_CONTINUOUS, env.get(ENV_CONTINUOUS, "1")),
             compile=None if compile_raw in ("", "auto") else _parse_bool(ENV_COMPILE, compile_raw),
             max_seconds=number(ENV_MAX_SECONDS, float, cls.max_seconds),
             warm_up=_parse_bool(ENV_WARM_UP, env.get(ENV_WARM_UP, "1")),

@@ -142,14 +142,16 @@ class Engine:
         self.forward_lock: threading.Lock | None = None  # held by each forward pass when two paths share the model
         if self.settings.continuous:
             self.forward_lock = serialize_forward(model)
-            capacity //= 2  # half for the continuous batching manager's own cache
-            managed = capacity
-            if device == "cpu":
-                # The manager's paged attention on CPU keeps per-token buffers several times the
-                # cache itself (measured: ~140 KB a token on the demo model): keep it modest.
-                managed = min(capacity, CPU_CONTINUOUS_TOKENS)
-            continuous = Continuous(model, stop_ids=self.stop_ids, budget_tokens=managed,
-                                    max_batch=self.settings.max_batch)
+            half = capacity // 2  # the other half is the continuous batching manager's own cache
+            # The manager's paged attention on CPU keeps per-token buffers several times the cache
+            # itself (measured: ~140 KB a token on the demo model): keep it modest there.
+            managed = min(half, CPU_CONTINUOUS_TOKENS) if device == "cpu" else half
+            try:
+                continuous = Continuous(model, stop_ids=self.stop_ids, budget_tokens=managed,
+                                        max_batch=self.settings.max_batch)
+                capacity = half
+            except Exception:  # a speed-up, not a requirement: every request can run batched instead
+                logger.exception("continuous batching could not start; greedy text requests run batched")
         self.scheduler = Scheduler(
             model, stop_ids=self.stop_ids, pad_id=self._pad_id(), budget=KvBudget(capacity),
             max_batch=self.settings.max_batch, static_cache_len=self.max_context if compiled else None,
@@ -256,6 +258,12 @@ class Engine:
                 self.scheduler.submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink, alone=alone))
                 for _ in sink.pieces():
                     pass
+            continuous = self.scheduler.continuous
+            if continuous is not None and "pixel_values" not in inputs:  # text the idle model took alone
+                sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=4)
+                if continuous.submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink)):
+                    for _ in sink.pieces():
+                        pass
 
     def close(self) -> None:
         self.scheduler.close()

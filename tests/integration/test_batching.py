@@ -11,7 +11,7 @@ from medgemma.loader import load_engine
 from medgemma.request import MAX_NEW_TOKENS_LIMIT, GenerationRequest
 from medgemma.service import Service
 from medgemma.weights import ResolvedWeights, WeightsKind
-from tests.support.batching import continuously_together, start_reading
+from tests.support.batching import batched_together, continuously_together, scheduler_held, start_reading
 from tests.support.fakes import FakeGuard
 from tests.support.images import png_bytes
 
@@ -21,8 +21,9 @@ TEXT_PROMPTS = ["Name the bones of the hand.", "Count to ten, slowly and in full
 
 @pytest.fixture(scope="module")
 def engine(tiny_weights):
+    """Every request through the scheduler's batches (greedy text too: no continuous batching)."""
     engine = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
-                         EngineSettings(max_batch=8, kv_cache_tokens=32_768))  # not from this machine's free RAM
+                         EngineSettings(max_batch=8, kv_cache_tokens=32_768, continuous=False))  # not from free RAM
     yield engine
     engine.close()
 
@@ -45,37 +46,9 @@ def endless_request() -> GenerationRequest:
     return GenerationRequest(prompt="Wait.", image=png_bytes((32, 32)), max_new_tokens=600)
 
 
-class Blocker:
-    """A request that holds the scheduler until released, so that the requests started meanwhile
-    queue up and then go as one batch."""
-
-    def __init__(self, engine):
-        self.stop = threading.Event()
-        self.pieces = iter(engine.generate(endless_request(), self.stop))
-        next(self.pieces)
-
-    def release(self) -> None:
-        self.stop.set()
-        for _ in self.pieces:
-            pass
-
-
-def wait_queued(engine, count: int, seconds: float = 60) -> None:
-    """Until `count` requests wait behind the blocker: then they go as one batch, whatever the load."""
-    deadline = time.monotonic() + seconds
-    while len(engine.scheduler._waiting) < count:
-        assert time.monotonic() < deadline, "requests were not queued"
-        time.sleep(0.01)
-
-
-def concurrently(engine, requests, *, behind_a_blocker: bool = True):
-    """Start every request at once (queued behind a blocker, so they batch), return generations."""
-    blocker = Blocker(engine) if behind_a_blocker else None
+def all_at_once(engine, requests) -> tuple[list, list[str]]:
+    """Start every request at once, with no hold on the scheduler: batches form as they arrive."""
     generations, texts, threads = start_reading(engine, requests)
-    if blocker is not None:
-        continuous = engine.scheduler.continuous is not None  # greedy text goes there, not to the queue
-        wait_queued(engine, sum(not continuous or bool(r.images) for r in requests))
-        blocker.release()
     for thread in threads:
         thread.join(timeout=120)
     return generations, [texts[i] for i in range(len(requests))]
@@ -84,7 +57,7 @@ def concurrently(engine, requests, *, behind_a_blocker: bool = True):
 def test_batched_image_requests_answer_as_they_do_alone(engine):
     requests = [image_request(i, max_new_tokens=8 + 3 * i) for i in range(4)]
     solo = [alone(engine, request) for request in requests]
-    generations, texts = concurrently(engine, requests)
+    generations, texts = batched_together(engine, requests)
     assert texts == solo
     assert {g.stats.batch_size for g in generations} == {4}  # one forward pass for the four
     assert [g.stats.max_new_tokens for g in generations] == [8, 11, 14, 17]
@@ -92,9 +65,9 @@ def test_batched_image_requests_answer_as_they_do_alone(engine):
 
 @pytest.fixture(scope="module")
 def continuous_engine(tiny_weights):
-    """With the optional continuous batching of greedy text (MEDGEMMA_CONTINUOUS_BATCHING=1)."""
+    """The default: greedy text through continuous batching."""
     engine = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu",
-                         EngineSettings(max_batch=8, kv_cache_tokens=32_768, continuous=True))
+                         EngineSettings(max_batch=8, kv_cache_tokens=32_768))
     yield engine
     engine.close()
 
@@ -112,30 +85,29 @@ def test_text_and_images_mixed_all_answer_as_alone(engine):
     requests = [image_request(0), GenerationRequest(prompt=TEXT_PROMPTS[1], max_new_tokens=12), image_request(2),
                 GenerationRequest(prompt=TEXT_PROMPTS[3], max_new_tokens=7)]
     solo = [alone(engine, request) for request in requests]
-    assert concurrently(engine, requests)[1] == solo
+    assert batched_together(engine, requests)[1] == solo
 
 
 def test_canceling_one_row_of_a_batch_leaves_the_others_alone(engine):
     requests = [image_request(i, max_new_tokens=40) for i in range(3)]
     solo = [alone(engine, request) for request in requests]
     stop = threading.Event()
-    blocker = Blocker(engine)
-    generations = [engine.generate(requests[0]), engine.generate(requests[1], stop), engine.generate(requests[2])]
     texts: dict[int, str] = {}
 
-    def read(index: int) -> None:
+    def read(generation, index: int) -> None:
         pieces = []
-        for piece in generations[index]:
+        for piece in generation:
             pieces.append(piece)
             if index == 1 and len(pieces) == 2:
                 stop.set()  # what a Cog cancel or a closed client does
         texts[index] = "".join(pieces)
 
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    wait_queued(engine, 3)
-    blocker.release()
+    with scheduler_held(engine) as wait_queued:
+        generations = [engine.generate(requests[0]), engine.generate(requests[1], stop), engine.generate(requests[2])]
+        threads = [threading.Thread(target=read, args=(g, i)) for i, g in enumerate(generations)]
+        for thread in threads:
+            thread.start()
+        wait_queued(3)
     for thread in threads:
         thread.join(timeout=120)
     assert texts[0] == solo[0] and texts[2] == solo[2]
@@ -147,7 +119,7 @@ def test_canceling_one_row_of_a_batch_leaves_the_others_alone(engine):
 def test_a_row_finishing_early_does_not_change_the_others(engine):
     requests = [image_request(0, max_new_tokens=2), image_request(1, max_new_tokens=30), image_request(3, 30)]
     solo = [alone(engine, request) for request in requests]
-    generations, texts = concurrently(engine, requests)
+    generations, texts = batched_together(engine, requests)
     assert texts == solo
     assert generations[0].stats.output_tokens <= 2 and generations[0].stats.finish_reason in ("length", "stop")
 
@@ -159,7 +131,7 @@ def test_requests_over_the_cache_budget_wait_their_turn(tiny_weights):
     try:
         requests = [image_request(i, max_new_tokens=10) for i in range(3)]  # ~ 600 tokens each with the image
         solo = [alone(small, request) for request in requests]
-        generations, texts = concurrently(small, requests, behind_a_blocker=False)
+        generations, texts = all_at_once(small, requests)
         assert texts == solo
         assert all(g.stats.batch_size == 1 for g in generations)
         assert max(g.stats.queue_seconds for g in generations) > 0.01
@@ -182,7 +154,7 @@ def test_a_request_larger_than_the_whole_budget_is_a_user_error(tiny_weights):
 def test_a_fixed_seed_reproduces_a_sampled_answer_even_under_load(engine):
     request = GenerationRequest(prompt="Go.", temperature=1.0, seed=7, max_new_tokens=16)
     first = alone(engine, request)
-    generations, texts = concurrently(engine, [request, image_request(1), request], behind_a_blocker=False)
+    generations, texts = all_at_once(engine, [request, image_request(1), request])
     assert texts[0] == first and texts[2] == first
     assert generations[0].stats.batch_size == 1 and generations[0].stats.seed == 7
 
@@ -226,12 +198,33 @@ def test_the_compiled_static_cache_path_answers_as_the_eager_one(tiny_weights):
         compiled.close()
 
 
+@pytest.mark.slow
+def test_greedy_text_on_an_idle_compiled_engine_runs_alone_and_the_next_joins_the_continuous_batch(tiny_weights):
+    """On CUDA (compiled path on), a lone greedy text request takes the faster batch-1 compiled path;
+    one that arrives while it decodes goes to the continuous batch instead of waiting for it."""
+    settings = EngineSettings(compile=True, context_tokens=1024, kv_cache_tokens=32_768)
+    engine = load_engine(ResolvedWeights(tiny_weights, WeightsKind.MEDGEMMA, "test"), "cpu", settings)
+    first = GenerationRequest(prompt=TEXT_PROMPTS[3], max_new_tokens=200)
+    second = GenerationRequest(prompt=TEXT_PROMPTS[1], max_new_tokens=12)
+    try:
+        solo = [alone(engine, request) for request in (first, second)]
+        running = engine.generate(first)
+        pieces = iter(running)
+        text = next(pieces)  # decoding: the model is no longer idle
+        joining = engine.generate(second)
+        assert "".join(joining) == solo[1]
+        assert text + "".join(pieces) == solo[0]
+        assert (running.stats.batch_size, joining.stats.batch_size) == (1, 0)
+    finally:
+        engine.close()
+
+
 def test_requests_with_several_images_batch_with_single_image_ones(engine):
     requests = [GenerationRequest(prompt="Compare.", images=(png_bytes((40, 40)), png_bytes((50, 30), (0, 90, 0))),
                                   max_new_tokens=9),
                 image_request(1, max_new_tokens=6)]
     solo = [alone(engine, request) for request in requests]
-    generations, texts = concurrently(engine, requests)
+    generations, texts = batched_together(engine, requests)
     assert texts == solo
     assert {g.stats.batch_size for g in generations} == {2}
 

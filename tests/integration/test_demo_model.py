@@ -1,17 +1,14 @@
 """The embedded demo model, built from its package exactly as `make serve` does on a fresh machine."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from medgemma.config import REPO_ROOT, ServiceConfig
+from medgemma.config import EngineSettings, ServiceConfig
 from medgemma.demo import build_demo_model
 from medgemma.policy import DEMO_NOTICE
-from medgemma.loader import load_service
+from medgemma.loader import load_engine, load_service
 from medgemma.request import GenerationRequest
 from medgemma.weights import WeightsKind, weights_kind
+from tests.support.batching import batched_together, continuously_together
 from tests.support.images import png_bytes
 
 
@@ -54,39 +51,38 @@ def test_strict_mode_refuses_the_demo(demo_service):
         load_service(ServiceConfig(weights_path=demo_service.weights.path, strict=True))
 
 
-# Run in a process of its own, as a server runs one engine: in a process where other engines
-# (tests/integration/test_batching.py) had run before, one row of a demo batch came back empty.
-_BATCHED_EQUALS_SOLO = """
-import json, sys
-from pathlib import Path
-from medgemma.config import REPO_ROOT, ServiceConfig
-from medgemma.loader import load_service
-from medgemma.request import GenerationRequest
-from tests.support.batching import batched_together
-from tests.support.images import png_bytes
-
-text = [GenerationRequest(prompt=p, max_new_tokens=n) for p, n in [
+TEXT = [GenerationRequest(prompt=p, max_new_tokens=n) for p, n in [
     ("What is the function of the kidney?", 12), ("Name three bones of the arm.", 20),
     ("Explain what a vaccine does.", 8), ("What does the liver do?", 16)]]
-images = [GenerationRequest(prompt=f"Describe image {i} for a teaching slide.", max_new_tokens=6 + 3 * i,
-                            image=png_bytes((200 + 40 * i, 160), (40 * i, 90, 200))) for i in range(3)]
-results = []
-with load_service(ServiceConfig(weights_root=Path(sys.argv[1]).parent, device="cpu")) as service:
-    for requests in (text, images):
-        solo = ["".join(service.engine.generate(request)) for request in requests]
-        generations, texts = batched_together(service.engine, requests)
-        results.append({"solo": solo, "batched": texts, "sizes": [g.stats.batch_size for g in generations]})
-print(json.dumps(results))
-"""
 
 
 @pytest.mark.slow
 def test_demo_answers_batched_are_the_answers_alone(demo_service):
-    """Real weights: text requests of different lengths, and image requests (one vision pass),
-    decoded as one batch give each request the answer it gets alone."""
-    result = subprocess.run([sys.executable, "-c", _BATCHED_EQUALS_SOLO, str(demo_service.weights.path)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for group in json.loads(result.stdout.strip().splitlines()[-1]):
-        assert group["batched"] == group["solo"]
-        assert set(group["sizes"]) == {len(group["solo"])}
+    """Real weights, the default engine: greedy text requests of different lengths joining the
+    continuous batch at one step, and image requests decoded as one batch (one vision pass), give
+    each request the answer it gets alone."""
+    engine = demo_service.engine
+    solo = ["".join(engine.generate(request)) for request in TEXT]
+    generations, texts = continuously_together(engine, TEXT)
+    assert texts == solo
+    assert {g.stats.batch_size for g in generations} == {0}
+
+    images = [GenerationRequest(prompt=f"Describe image {i} for a teaching slide.", max_new_tokens=6 + 3 * i,
+                                image=png_bytes((200 + 40 * i, 160), (40 * i, 90, 200))) for i in range(3)]
+    solo = ["".join(engine.generate(request)) for request in images]
+    generations, texts = batched_together(engine, images)
+    assert texts == solo
+    assert {g.stats.batch_size for g in generations} == {len(images)}
+
+
+@pytest.mark.slow
+def test_demo_text_batched_without_continuous_batching_answers_as_alone(demo_service):
+    """MEDGEMMA_CONTINUOUS_BATCHING=0: greedy text goes through the scheduler's left-padded batches."""
+    engine = load_engine(demo_service.weights, "cpu", EngineSettings(max_batch=8, continuous=False))
+    try:
+        solo = ["".join(engine.generate(request)) for request in TEXT]
+        generations, texts = batched_together(engine, TEXT)
+        assert texts == solo
+        assert {g.stats.batch_size for g in generations} == {len(TEXT)}
+    finally:
+        engine.close()

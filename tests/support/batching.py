@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 from medgemma.request import GenerationRequest
 
@@ -45,30 +47,44 @@ def continuously_together(engine, requests) -> tuple[list, list[str]]:
 
 
 def batched_together(engine, requests) -> tuple[list, list[str]]:
-    """Requests for the scheduler (images, sampling) that go as one batch, whatever the machine's load.
+    """Requests for the scheduler (images, sampling) that go as one batch, whatever the machine's load."""
+    with scheduler_held(engine) as wait_queued:
+        generations, texts, threads = start_reading(engine, requests)
+        wait_queued(len(requests))
+    for thread in threads:
+        thread.join(timeout=300)
+    return generations, [texts[i] for i in range(len(requests))]
+
+
+@contextlib.contextmanager
+def scheduler_held(engine) -> Iterator[Callable[[int], None]]:
+    """Hold the scheduler while requests are started; they go as one batch when the block ends.
 
     With the forward lock held, a lone request (a fixed seed) takes the scheduler and waits at its
-    first step; the requests then queue behind it, the lone one is stopped, and the lock released.
+    first step. Inside the block, requests queue behind it; `wait_queued(n)` waits until n of them
+    do. On leaving, the lone request is stopped and the lock released.
     """
     stop = threading.Event()
     blocker = engine.generate(GenerationRequest(prompt="Wait.", max_new_tokens=3000, temperature=1.0, seed=1), stop)
     started = engine.scheduler.groups_started
+    reader = threading.Thread(target=lambda: "".join(blocker))
+    deadline = time.monotonic() + 60
+
+    def wait_queued(count: int) -> None:
+        while len(engine.scheduler._waiting) < count:
+            assert time.monotonic() < deadline, "requests were not queued"
+            time.sleep(0.01)
+
     with _forward_lock(engine):
-        reader = threading.Thread(target=lambda: "".join(blocker))
         reader.start()
-        deadline = time.monotonic() + 60
         while engine.scheduler.groups_started == started:  # the lone request is in its first step
             assert time.monotonic() < deadline, "the lone request did not start"
             time.sleep(0.01)
-        generations, texts, threads = start_reading(engine, requests)
-        while len(engine.scheduler._waiting) < len(requests):
-            assert time.monotonic() < deadline, "requests were not queued"
-            time.sleep(0.01)
-        stop.set()
-    for thread in (reader, *threads):
-        thread.join(timeout=300)
-    return generations, [texts[i] for i in range(len(requests))]
-
+        try:
+            yield wait_queued
+        finally:
+            stop.set()
+    reader.join(timeout=300)
 
 
 def _forward_lock(engine):
