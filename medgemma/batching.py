@@ -155,7 +155,7 @@ class Scheduler:
         self._wake = threading.Condition()
         self._closed = False
         self.groups_started = 0  # batches taken from the queue so far (for logs and tests)
-        self._running = 0  # jobs in the group decoding now
+        self._group: list[Job] = []  # the group decoding now
         self._announced = 0  # requests on their way here (being screened or prepared)
         self._thread = threading.Thread(target=self._loop, name="medgemma-scheduler", daemon=True)
         self._thread.start()
@@ -180,7 +180,7 @@ class Scheduler:
     def _compiled_and_idle(self, job: Job) -> bool:
         """Whether `job` should decode alone on the compiled path: it is on, and nothing else runs."""
         return (self.static_cache_len is not None and job.tokens_needed <= self.static_cache_len
-                and not self._waiting and not self._running and not self.continuous.busy())
+                and not self._waiting and all(j.sink.done for j in self._group) and not self.continuous.busy())
 
     def close(self) -> None:
         with self._wake:
@@ -204,7 +204,7 @@ class Scheduler:
                 self._gather()
                 group = self._next_group()
                 self.groups_started += bool(group)
-                self._running = len(group)
+                self._group = group
             if not group:
                 time.sleep(0.01)  # the budget is full: wait for a running request to finish
                 continue
@@ -213,8 +213,6 @@ class Scheduler:
             finally:
                 for job in group:
                     self.budget.release(job)
-                with self._wake:
-                    self._running = 0
 
     def announce(self) -> Callable[[], None]:
         """Say a request is on its way (its prompt is being screened, its images read); returns the
@@ -373,9 +371,9 @@ class Continuous:
         return self.failed is None and job.sampling.greedy and not job.alone and not job.has_images
 
     def busy(self) -> bool:
-        """Whether the manager holds requests (running or about to)."""
+        """Whether the manager holds requests that still want tokens."""
         with self._lock:
-            return bool(self._jobs)
+            return not all(job.sink.done for job in self._jobs.values())
 
     def submit(self, job: Job) -> bool:
         """Hand `job` to the manager; False if the manager can no longer take it (send it elsewhere)."""

@@ -254,16 +254,18 @@ class Engine:
             if int(inputs["input_ids"].shape[1]) + 4 > self.max_context:
                 continue
             for alone in (True, False):  # the lone (compiled) path, then the request's usual one
-                sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=4)
-                self.scheduler.submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink, alone=alone))
-                for _ in sink.pieces():
-                    pass
+                self._decode_once(inputs, self.scheduler.submit, alone=alone)
             continuous = self.scheduler.continuous
-            if continuous is not None and "pixel_values" not in inputs:  # text the idle model took alone
-                sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=4)
-                if continuous.submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink)):
-                    for _ in sink.pieces():
-                        pass
+            if continuous is not None and self.scheduler.static_cache_len is not None and "pixel_values" not in inputs:
+                self._decode_once(inputs, continuous.submit)  # the idle model took this text alone above
+
+    def _decode_once(self, inputs: dict[str, Any], submit: Callable[[Job], bool | None], *,
+                     alone: bool = False) -> None:
+        sink = TokenSink(self.tokenizer, stop_ids=self.stop_ids, max_new_tokens=4)
+        if submit(Job(inputs=inputs, sampling=Sampling(), seed=None, sink=sink, alone=alone)) is False:
+            return  # refused (continuous batching stopped): nothing to warm
+        for _ in sink.pieces():
+            pass
 
     def close(self) -> None:
         self.scheduler.close()

@@ -215,6 +215,9 @@ def test_greedy_text_on_an_idle_compiled_engine_runs_alone_and_the_next_joins_th
         assert "".join(joining) == solo[1]
         assert text + "".join(pieces) == solo[0]
         assert (running.stats.batch_size, joining.stats.batch_size) == (1, 0)
+        for _ in range(5):  # one after another: each finds the model idle the moment the last one ended
+            generation = engine.generate(second)
+            assert "".join(generation) == solo[1] and generation.stats.batch_size == 1
     finally:
         engine.close()
 
