@@ -24,7 +24,8 @@ class Runner(BaseRunner):
         self,
         prompt: str = Input(
             description="Question or instruction. For research, education and benchmarking only: requests "
-            "for diagnosis, treatment, triage or dosing about a real person are refused.",
+            "for diagnosis, treatment, triage or dosing about a real person are refused. With images, "
+            "<image> marks where each goes, in order (without markers, they follow the prompt).",
             max_length=limits.PROMPT_MAX_CHARS,
         ),
         image: Path | None = Input(
@@ -35,8 +36,9 @@ class Runner(BaseRunner):
         ),
         images: list[Path] | None = Input(
             default=None,
-            description=f"Several images (up to {limits.MAX_IMAGES}; same formats as image), placed after the "
-            f"prompt in this order; each costs {IMAGE_TOKENS} tokens. Use either image or images.",
+            description=f"Several images (up to {limits.MAX_IMAGES}; same formats as image), in this order: "
+            f"after the prompt, or at its <image> markers; each costs {IMAGE_TOKENS} tokens. Use either image "
+            "or images.",
             accept=ACCEPTED_MEDIA,
         ),
         frame: int | None = Input(

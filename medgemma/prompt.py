@@ -7,7 +7,10 @@ the first user turn, followed by a blank line. A request renders as
     {system}\\n\\n{prompt}<start_of_image><end_of_turn>
     <start_of_turn>model
 
-and the processor later expands `<start_of_image>` into the 256 image soft tokens.
+and the processor later expands `<start_of_image>` into the 256 image soft tokens. Images follow
+the prompt, in the order sent, unless the prompt places them: one `<image>` marker per image, in
+order ("Compare <image> with <image>."). A marker is a plain string, not a control token; in a
+request without images it stays text.
 
 The rendering is kept as *segments* that say who wrote each piece: our own markup, whose control
 tokens are real, and the caller's text, which is always tokenized as plain text. So a prompt that
@@ -27,6 +30,7 @@ BOS = "<bos>"
 START_OF_TURN = "<start_of_turn>"
 END_OF_TURN = "<end_of_turn>"
 START_OF_IMAGE = "<start_of_image>"
+IMAGE_MARKER = "<image>"  # where the caller places an image in the prompt
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful medical AI assistant for research and education."
 
@@ -58,18 +62,33 @@ def effective_system_prompt(system_prompt: str | None) -> str:
 
 
 def chat_segments(prompt: str, *, system_prompt: str | None, image_count: int = 0) -> list[Segment]:
-    """One user turn (system text first, then the prompt, then the images) and the model's cue.
+    """One user turn (system text first, then the prompt and the images) and the model's cue.
 
-    The images follow the text in the user turn, as in MedGemma's own examples.
+    The images follow the text, as in MedGemma's own examples, unless the prompt has one
+    IMAGE_MARKER per image: then each goes where its marker is (text around it trimmed, as the
+    chat template trims each text item).
     """
     segments = [
         Segment(Part.MARKUP, f"{BOS}{START_OF_TURN}user\n"),
         Segment(Part.TEXT, effective_system_prompt(system_prompt).strip() + "\n\n"),
-        Segment(Part.TEXT, prompt.strip()),
     ]
-    segments.extend(Segment(Part.IMAGE) for _ in range(image_count))
+    placed = image_count > 0 and image_markers(prompt) > 0
+    if placed and image_markers(prompt) != image_count:
+        raise ValueError(f"{image_markers(prompt)} image markers for {image_count} images")  # request.py checks it
+    pieces = prompt.strip().split(IMAGE_MARKER) if placed else [prompt.strip()]
+    for index, piece in enumerate(pieces):
+        if index:
+            segments.append(Segment(Part.IMAGE))
+        segments.append(Segment(Part.TEXT, piece.strip() if placed else piece))
+    if not placed:
+        segments.extend(Segment(Part.IMAGE) for _ in range(image_count))
     segments.append(Segment(Part.MARKUP, f"{END_OF_TURN}\n{START_OF_TURN}model\n"))
     return [segment for segment in segments if segment.part is Part.IMAGE or segment.text]
+
+
+def image_markers(prompt: str) -> int:
+    """How many images the prompt places."""
+    return prompt.count(IMAGE_MARKER)
 
 
 def render(segments: list[Segment]) -> str:

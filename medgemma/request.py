@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .prompt import DEFAULT_SYSTEM_PROMPT
+from .prompt import DEFAULT_SYSTEM_PROMPT, IMAGE_MARKER, image_markers
 
 # Limits shared by predict.py's Input(...) declarations and this validation, so the
 # server and the core can never disagree about what is allowed.
@@ -65,6 +65,11 @@ class GenerationRequest:
             raise UserError(
                 f"prompt has {len(self.prompt)} characters; the limit is {PROMPT_MAX_CHARS}. Shorten it."
             )
+        markers = image_markers(self.prompt)
+        if self.images and markers not in (0, len(self.images)):
+            raise UserError(f"the prompt has {markers} {IMAGE_MARKER} marker(s) for {len(self.images)} image(s): "
+                            f"write one {IMAGE_MARKER} where each image goes, in order, or none to have the "
+                            "images follow the prompt.")
         if len(self.system_prompt or "") > SYSTEM_PROMPT_MAX_CHARS:
             raise UserError(
                 f"system_prompt has {len(self.system_prompt)} characters; the limit is "

@@ -305,6 +305,29 @@ def test_png_and_dicom_together_answer_as_plain_transformers_does(long_engine):
     assert ours == reference
 
 
+def test_images_placed_by_markers_answer_as_plain_transformers_does(long_engine):
+    """Each image at its <image> marker: the ids and the answer are those of the processor given the
+    same rendering, and each image is still exactly 256 soft tokens."""
+    sources = (png_bytes((64, 48)), png_bytes((40, 60), (0, 120, 0)))
+    request = GenerationRequest(prompt="First <image> then <image> which is greener?", images=sources,
+                                max_new_tokens=8)
+    segments = chat_segments(request.prompt, system_prompt=request.system_prompt, image_count=2)
+    pictures = [load_image(source) for source in sources]
+    reference_inputs = long_engine.processor(text=render(segments), images=pictures, add_special_tokens=False,
+                                             return_tensors="pt")
+    ours = long_engine.prepare(request)
+    assert ours["input_ids"].tolist() == reference_inputs["input_ids"].tolist()
+    ids = ours["input_ids"][0].tolist()
+    first, second = [i for i, token in enumerate(ids) if token == BOI_ID]
+    for start in (first, second):
+        assert ids[start + 1:start + 257] == [IMAGE_TOKEN_ID] * 256
+    assert second - first > 257  # text between the two images
+    output = long_engine.model.generate(**reference_inputs, max_new_tokens=8, do_sample=False)
+    reference = long_engine.tokenizer.decode(output[0, reference_inputs["input_ids"].shape[1]:],
+                                             skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    assert "".join(long_engine.generate(request)) == reference
+
+
 def test_a_bad_image_among_several_is_named_by_its_position(long_engine):
     with pytest.raises(UserError, match="image 2 of 2: .*DICOM"):
         long_engine.prepare(GenerationRequest(prompt="Compare.", images=(png_bytes(), b"not an image at all")))

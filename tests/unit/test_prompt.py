@@ -41,6 +41,18 @@ def test_images_follow_the_text_in_order():
     assert [s.part for s in segments][-5:] == [Part.TEXT, Part.IMAGE, Part.IMAGE, Part.IMAGE, Part.MARKUP]
 
 
+def test_image_markers_place_the_images_in_order():
+    segments = chat_segments(" Before <image> and after <image>. ", system_prompt=None, image_count=2)
+    assert [(s.part, s.text) for s in segments][2:-1] == [
+        (Part.TEXT, "Before"), (Part.IMAGE, ""), (Part.TEXT, "and after"), (Part.IMAGE, ""), (Part.TEXT, ".")]
+
+
+def test_markers_without_images_are_text_and_a_miscount_is_refused():
+    assert render(chat_segments("An <image> tag?", system_prompt=None)).count("An <image> tag?") == 1
+    with pytest.raises(ValueError):
+        chat_segments("<image> only one", system_prompt=None, image_count=2)
+
+
 def test_default_system_prompt_when_blank():
     assert effective_system_prompt("   ") == f"{DEFAULT_SYSTEM_PROMPT}\n\n{NON_CLINICAL_INSTRUCTION}"
 
@@ -61,4 +73,18 @@ def test_saved_jinja_template_renders_what_the_segments_render(image_count, syst
     template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template())
     rendered = template.render(messages=messages, bos_token="<bos>", add_generation_prompt=True)
     segments = chat_segments("  Explain the findings.  ", system_prompt=system_prompt, image_count=image_count)
+    assert rendered == render(segments)
+
+
+@pytest.mark.parametrize("system_prompt", [None, "You are an expert radiologist."])
+def test_saved_jinja_template_renders_placed_images_as_the_segments_do(system_prompt):
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": effective_system_prompt(system_prompt)}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " is the PA view; "},
+                                     {"type": "image"}, {"type": "text", "text": "the lateral. Compare."}]},
+    ]
+    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template())
+    rendered = template.render(messages=messages, bos_token="<bos>", add_generation_prompt=True)
+    segments = chat_segments("<image> is the PA view; <image>the lateral. Compare.", system_prompt=system_prompt,
+                             image_count=2)
     assert rendered == render(segments)

@@ -71,6 +71,14 @@ def test_more_images_than_the_limit_are_refused_naming_it():
         GenerationRequest(prompt="Compare.", images=(b"x",) * (MAX_IMAGES + 1))
 
 
+def test_image_markers_must_match_the_images_or_be_absent():
+    GenerationRequest(prompt="Compare <image> with <image>.", images=(b"a", b"b"))
+    GenerationRequest(prompt="Compare these.", images=(b"a", b"b"))  # no markers: after the prompt
+    GenerationRequest(prompt="What does an <image> tag do in HTML?")  # no images: a marker is just text
+    with pytest.raises(UserError, match=r"1 <image> marker\(s\) for 2 image\(s\).*one <image> where each"):
+        GenerationRequest(prompt="Compare <image> with the other.", images=(b"a", b"b"))
+
+
 @pytest.mark.parametrize("frame", [-1, 1.5, "2"])
 def test_frame_must_be_a_non_negative_integer(frame):
     with pytest.raises(UserError, match="frame"):
