@@ -190,6 +190,8 @@ def main() -> None:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
+        # Continuous batching off: random weights must never stop, and the manager fixes its stop set
+        # when it starts. What is measured runs as in production: a lone request compiled, images batched.
         settings = EngineSettings(max_batch=max(levels), continuous=False, context_tokens=2048 if not args.tiny
                                   else 1024)
         engine = load_engine(ResolvedWeights(weights, WeightsKind.MEDGEMMA, "bench"), device, settings)
