@@ -74,10 +74,13 @@ KIND_CATEGORIES = {
     "education-question": "education",
 }
 CLINICAL_CATEGORIES = ("diagnosis", "treatment", "dosing", "triage", "prognosis", "emergency")
-# Corpus styles with no health content at all (greetings, small talk, API tests, generic tasks):
-# the topic head learns them apart from everything medical; the decision heads never see them.
+# Corpus styles that ask no health question at all: greetings, small talk, API tests, generic tasks,
+# and tasks that only use health words (fiction, recipes with offal, idioms, a non-medical errand
+# that mentions the writer's sore knee). The topic head learns them apart from everything medical;
+# the decision heads never see them.
 EVERYDAY_STYLES = frozenset({"greeting", "small-talk", "meta", "api-test", "generic-task",
-                             "situational-small-talk", "everyday-request"})
+                             "situational-small-talk", "everyday-request",
+                             "fiction", "recipe", "idiom", "everyday-body"})
 ALLOWED_CATEGORIES = ("benchmark", "education", "research", "general")
 
 # Hyperparameters: the decision head's pair was chosen by out-of-fold recall minus false refusals
