@@ -72,15 +72,15 @@ def chat_segments(prompt: str, *, system_prompt: str | None, image_count: int = 
         Segment(Part.MARKUP, f"{BOS}{START_OF_TURN}user\n"),
         Segment(Part.TEXT, effective_system_prompt(system_prompt).strip() + "\n\n"),
     ]
-    placed = image_count > 0 and image_markers(prompt) > 0
-    if placed and image_markers(prompt) != image_count:
-        raise ValueError(f"{image_markers(prompt)} image markers for {image_count} images")  # request.py checks it
-    pieces = prompt.strip().split(IMAGE_MARKER) if placed else [prompt.strip()]
+    markers = image_markers(prompt) if image_count else 0
+    if markers not in (0, image_count):
+        raise ValueError(f"{markers} image markers for {image_count} images")  # request.py checks it first
+    pieces = prompt.split(IMAGE_MARKER) if markers else [prompt]
     for index, piece in enumerate(pieces):
         if index:
             segments.append(Segment(Part.IMAGE))
-        segments.append(Segment(Part.TEXT, piece.strip() if placed else piece))
-    if not placed:
+        segments.append(Segment(Part.TEXT, piece.strip()))
+    if not markers:
         segments.extend(Segment(Part.IMAGE) for _ in range(image_count))
     segments.append(Segment(Part.MARKUP, f"{END_OF_TURN}\n{START_OF_TURN}model\n"))
     return [segment for segment in segments if segment.part is Part.IMAGE or segment.text]
