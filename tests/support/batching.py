@@ -34,10 +34,8 @@ def continuously_together(engine, requests) -> tuple[list, list[str]]:
     next(companion)
     with engine.forward_lock:
         generations, texts, threads = start_reading(engine, requests)
-        deadline = time.monotonic() + 60
-        while len(engine.scheduler.continuous._jobs) < len(requests) + 1:
-            assert time.monotonic() < deadline, "requests were not queued"
-            time.sleep(0.01)
+        _wait_for(lambda: len(engine.scheduler.continuous._jobs) >= len(requests) + 1, "requests were not queued",
+                  time.monotonic() + 60)
     for thread in threads:
         thread.join(timeout=300)
     stop.set()
@@ -71,20 +69,23 @@ def scheduler_held(engine) -> Iterator[Callable[[int], None]]:
     deadline = time.monotonic() + 60
 
     def wait_queued(count: int) -> None:
-        while len(engine.scheduler._waiting) < count:
-            assert time.monotonic() < deadline, "requests were not queued"
-            time.sleep(0.01)
+        _wait_for(lambda: len(engine.scheduler._waiting) >= count, "requests were not queued", deadline)
 
     with _forward_lock(engine):
         reader.start()
-        while engine.scheduler.groups_started == started:  # the lone request is in its first step
-            assert time.monotonic() < deadline, "the lone request did not start"
-            time.sleep(0.01)
+        # The lone request is in its first step, waiting for the lock.
+        _wait_for(lambda: engine.scheduler.groups_started != started, "the lone request did not start", deadline)
         try:
             yield wait_queued
         finally:
             stop.set()
     reader.join(timeout=300)
+
+
+def _wait_for(condition: Callable[[], bool], failure: str, deadline: float) -> None:
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)
 
 
 def _forward_lock(engine):
